@@ -1,0 +1,159 @@
+"""Typed BigVGAN configuration, read from NVIDIA's ``config.json``.
+
+The official configs carry many training-only keys (discriminators, losses, data loading). They are
+kept in :attr:`BigVGANConfig.extra` so a config written back out is the one read in, but nothing
+in this package reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from importlib import resources
+from typing import Any, Mapping
+
+DEFAULT_CONFIG = "bigvgan_v2_22khz_80band_256x"
+DEFAULT_REPO_ID = "nvidia/" + DEFAULT_CONFIG
+
+
+class ConfigError(ValueError):
+    """A config that cannot describe a BigVGAN generator."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BigVGANConfig:
+    """The generator and mel front-end settings of one BigVGAN model."""
+
+    resblock: str
+    upsample_rates: tuple[int, ...]
+    upsample_kernel_sizes: tuple[int, ...]
+    upsample_initial_channel: int
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+    activation: str
+    snake_logscale: bool
+    num_mels: int
+    n_fft: int
+    hop_size: int
+    win_size: int
+    sampling_rate: int
+    fmin: float
+    fmax: float | None
+    use_tanh_at_final: bool = True
+    use_bias_at_final: bool = True
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.resblock not in ("1", "2"):
+            raise ConfigError(f"resblock must be '1' or '2', got {self.resblock!r}")
+        if self.activation not in ("snake", "snakebeta"):
+            raise ConfigError(f"activation must be 'snake' or 'snakebeta', got {self.activation!r}")
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ConfigError(
+                f"upsample_rates ({len(self.upsample_rates)} entries) and upsample_kernel_sizes "
+                f"({len(self.upsample_kernel_sizes)} entries) must have the same length"
+            )
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ConfigError(
+                f"resblock_kernel_sizes ({len(self.resblock_kernel_sizes)} entries) and "
+                f"resblock_dilation_sizes ({len(self.resblock_dilation_sizes)} entries) must have the same length"
+            )
+        if not self.upsample_rates or not self.resblock_kernel_sizes:
+            raise ConfigError("upsample_rates and resblock_kernel_sizes must not be empty")
+        if self.upsample_initial_channel % (2 ** len(self.upsample_rates)):
+            raise ConfigError(
+                f"upsample_initial_channel={self.upsample_initial_channel} must be divisible by "
+                f"2**{len(self.upsample_rates)} (the channels halve at every upsampling stage)"
+            )
+        for name in ("num_mels", "n_fft", "hop_size", "win_size", "sampling_rate", "upsample_initial_channel"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def upsample_factor(self) -> int:
+        """Output samples per mel frame (the product of ``upsample_rates``)."""
+        return math.prod(self.upsample_rates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as the official ``config.json`` dict (training keys included)."""
+        out = dict(self.extra)
+        for field in dataclasses.fields(self):
+            if field.name == "extra":
+                continue
+            value = getattr(self, field.name)
+            if field.name == "resblock_dilation_sizes":
+                value = [list(d) for d in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[field.name] = value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=4)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(BigVGANConfig) if f.name != "extra"}
+_REQUIRED = [name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING]
+
+
+def available_configs() -> list[str]:
+    """Names of the official configs shipped with the package."""
+    files = resources.files("bigvgan_fast").joinpath("configs").iterdir()
+    return sorted(p.name[: -len(".json")] for p in files if p.name.endswith(".json"))
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> BigVGANConfig:
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ConfigError(f"config {source} is missing required key(s): {', '.join(missing)}")
+    kwargs: dict[str, Any] = {}
+    try:
+        kwargs["resblock"] = str(data["resblock"])
+        for name in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+            kwargs[name] = tuple(int(v) for v in data[name])
+        kwargs["resblock_dilation_sizes"] = tuple(tuple(int(v) for v in d) for d in data["resblock_dilation_sizes"])
+        for name in ("upsample_initial_channel", "num_mels", "n_fft", "hop_size", "win_size", "sampling_rate"):
+            kwargs[name] = int(data[name])
+        kwargs["activation"] = str(data["activation"])
+        kwargs["fmin"] = float(data["fmin"])
+        kwargs["fmax"] = None if data["fmax"] is None else float(data["fmax"])
+        for name in ("snake_logscale", "use_tanh_at_final", "use_bias_at_final"):
+            if name in data:
+                kwargs[name] = bool(data[name])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config {source} has a malformed value: {err}") from err
+    extra = {k: v for k, v in data.items() if k not in _FIELDS}
+    return BigVGANConfig(**kwargs, extra=extra)
+
+
+def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any] | BigVGANConfig) -> BigVGANConfig:
+    """Read a config from a dict, a ``config.json`` path, a folder holding one, or a shipped name.
+
+    Shipped names are those of :func:`available_configs`, e.g. ``"bigvgan_v2_22khz_80band_256x"``
+    (a leading ``"nvidia/"`` is accepted, so a Hugging Face repo id names its config).
+    """
+    if isinstance(path_or_dict, BigVGANConfig):
+        return path_or_dict
+    if isinstance(path_or_dict, Mapping):
+        return _from_mapping(path_or_dict, "<dict>")
+    path = os.fspath(path_or_dict)
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+        return _from_mapping(data, path)
+    name = path.removeprefix("nvidia/")
+    if name in available_configs():
+        text = resources.files("bigvgan_fast").joinpath("configs", name + ".json").read_text(encoding="utf-8")
+        return _from_mapping(json.loads(text), name)
+    raise ConfigError(
+        f"no config file at {path!r} and no shipped config of that name; shipped: {', '.join(available_configs())}"
+    )
