@@ -1,0 +1,41 @@
+"""bigvgan_fast: fast, exact BigVGAN-v2 vocoder inference.
+
+Mel spectrogram -> waveform with NVIDIA's BigVGAN-v2 checkpoints, every anti-aliased activation
+fused into one Triton or CUDA kernel, and a pure-PyTorch reference path that every fast path is
+checked against.
+"""
+
+from .activation import anti_alias_activation, anti_alias_activation_ref, kaiser_sinc_filter1d
+from .dispatch import BackendUnavailableError, backends
+from .checkpoint import CheckpointError, DownloadError, convert, download
+from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError, available_configs, load_config
+from .generator import BigVGAN
+from .mel import mel_spectrogram
+from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation1d",
+    "AMPBlock1",
+    "AMPBlock2",
+    "BackendUnavailableError",
+    "BigVGAN",
+    "BigVGANConfig",
+    "CheckpointError",
+    "ConfigError",
+    "DEFAULT_CONFIG",
+    "DEFAULT_REPO_ID",
+    "DownloadError",
+    "Snake",
+    "SnakeBeta",
+    "anti_alias_activation",
+    "anti_alias_activation_ref",
+    "available_configs",
+    "backends",
+    "convert",
+    "download",
+    "kaiser_sinc_filter1d",
+    "load_config",
+    "mel_spectrogram",
+]

@@ -1,6 +1,6 @@
 """The anti-aliased activation: 2x upsample -> Snake / SnakeBeta -> 2x downsample.
 
-``anti_alias_activation`` is the one entry point. It picks a backend (``bigvgan_fast.backends``)
+``anti_alias_activation`` is the one entry point. It picks a backend (``bigvgan_fast.dispatch``)
 and runs either the reference path below, which is the published definition written with
 PyTorch ops and is never optimised, or a fused kernel (``bigvgan_fast.kernels`` for Triton,
 ``csrc/`` for CUDA) that every test checks against it.
@@ -166,17 +166,17 @@ def anti_alias_activation(
         alpha: (C,) per-channel frequency parameter (log-scale when ``alpha_logscale``).
         beta: (C,) per-channel magnitude parameter of SnakeBeta, or None for Snake.
         alpha_logscale: parameters are stored as logarithms (every published v2 checkpoint).
-        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"`` (see ``bigvgan_fast.backends``).
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"`` (see ``bigvgan_fast.dispatch``).
             An explicit backend that cannot run raises ``BackendUnavailableError`` with the reason.
         upsample_filter, downsample_filter: 12 taps each; default the standard Kaiser-sinc taps.
 
     Returns:
         (B, C, T) tensor of the dtype of ``x``; fused backends compute in float32 and round once.
     """
-    from . import backends
+    from . import dispatch
 
     _check_inputs(x, alpha, beta, upsample_filter, downsample_filter)
-    name = backends.resolve(backend, x, alpha, beta)
+    name = dispatch.resolve(backend, x, alpha, beta)
     if name == "torch":
         return anti_alias_activation_ref(
             x,
@@ -188,4 +188,4 @@ def anti_alias_activation(
         )
     up_f = default_filter(x.device, torch.float32) if upsample_filter is None else upsample_filter
     down_f = default_filter(x.device, torch.float32) if downsample_filter is None else downsample_filter
-    return backends.run_fused(name, x, alpha, beta, up_f, down_f, alpha_logscale)
+    return dispatch.run_fused(name, x, alpha, beta, up_f, down_f, alpha_logscale)

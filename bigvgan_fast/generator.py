@@ -1,0 +1,151 @@
+"""The BigVGAN-v2 generator: mel spectrogram (B, num_mels, frames) -> waveform (B, 1, frames * hop)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from .config import DEFAULT_REPO_ID, BigVGANConfig, load_config
+from .modules import (
+    Activation1d,
+    AMPBlock1,
+    AMPBlock2,
+    _make_activation,
+    apply_weight_norm,
+    init_conv_weights,
+    remove_weight_norm,
+)
+
+
+class BigVGAN(nn.Module):
+    """NVIDIA's BigVGAN generator with the official module tree and state-dict keys.
+
+    Args:
+        config: a :class:`BigVGANConfig`, a ``config.json`` path, a dict, or a shipped config name.
+        use_weight_norm: hold conv weights as ``weight_g`` / ``weight_v`` (training, and loading
+            official checkpoints); :meth:`remove_weight_norm` folds them for inference.
+        backend: backend of every anti-aliased activation (see ``bigvgan_fast.dispatch``).
+    """
+
+    def __init__(self, config, *, use_weight_norm: bool = True, backend: str = "auto"):
+        super().__init__()
+        h = load_config(config)
+        self.config = h
+        self.num_kernels = len(h.resblock_kernel_sizes)
+        self.num_upsamples = len(h.upsample_rates)
+        wn = apply_weight_norm if use_weight_norm else (lambda m: m)
+
+        self.conv_pre = wn(nn.Conv1d(h.num_mels, h.upsample_initial_channel, 7, 1, padding=3))
+        resblock_class = AMPBlock1 if h.resblock == "1" else AMPBlock2
+        self.ups = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(h.upsample_rates, h.upsample_kernel_sizes)):
+            c_in, c_out = h.upsample_initial_channel // 2**i, h.upsample_initial_channel // 2 ** (i + 1)
+            self.ups.append(nn.ModuleList([wn(nn.ConvTranspose1d(c_in, c_out, k, u, padding=(k - u) // 2))]))
+        self.resblocks = nn.ModuleList()
+        for i in range(self.num_upsamples):
+            ch = h.upsample_initial_channel // 2 ** (i + 1)
+            for k, d in zip(h.resblock_kernel_sizes, h.resblock_dilation_sizes):
+                self.resblocks.append(
+                    resblock_class(ch, k, d, h.activation, h.snake_logscale, use_weight_norm, backend)
+                )
+        self.activation_post = _make_activation(h.activation, ch, h.snake_logscale, backend)
+        self.use_bias_at_final = h.use_bias_at_final
+        self.conv_post = wn(nn.Conv1d(ch, 1, 7, 1, padding=3, bias=h.use_bias_at_final))
+        self.ups.apply(init_conv_weights)
+        self.conv_post.apply(init_conv_weights)
+        self.use_tanh_at_final = h.use_tanh_at_final
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self._check_mel(mel)
+        x = self.conv_pre(mel)
+        for i in range(self.num_upsamples):
+            for up in self.ups[i]:
+                x = up(x)
+            xs = self.resblocks[i * self.num_kernels](x)
+            for j in range(1, self.num_kernels):
+                xs = xs + self.resblocks[i * self.num_kernels + j](x)
+            x = xs / self.num_kernels
+        x = self.activation_post(x)
+        x = self.conv_post(x)
+        return torch.tanh(x) if self.use_tanh_at_final else torch.clamp(x, min=-1.0, max=1.0)
+
+    def _check_mel(self, mel: torch.Tensor) -> None:
+        if not isinstance(mel, torch.Tensor):
+            raise TypeError(f"mel must be a torch.Tensor, got {type(mel).__name__}")
+        if not mel.is_floating_point():
+            raise TypeError(f"mel must be a floating-point tensor, got {mel.dtype}")
+        if mel.dim() != 3 or mel.shape[1] != self.config.num_mels:
+            raise ValueError(
+                f"mel must have shape (batch, {self.config.num_mels}, frames) for this model, got {tuple(mel.shape)}"
+            )
+        if mel.shape[-1] < 1:
+            raise ValueError("mel must have at least one frame")
+
+    # --- backends and weight norm ---------------------------------------------------------------
+
+    def activations(self) -> list[Activation1d]:
+        return [m for m in self.modules() if isinstance(m, Activation1d)]
+
+    def set_backend(self, backend: str) -> "BigVGAN":
+        """Run every anti-aliased activation on ``backend`` ("auto", "torch", "triton", "cuda")."""
+        from .dispatch import BACKENDS
+
+        if backend != "auto" and backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        for act in self.activations():
+            act.backend = backend
+        return self
+
+    @property
+    def has_weight_norm(self) -> bool:
+        return any(hasattr(m, "weight_g") for m in self.modules())
+
+    def remove_weight_norm(self) -> "BigVGAN":
+        """Fold weight norm into plain weights (for inference); a no-op when already folded."""
+        remove_weight_norm(self)
+        return self
+
+    # --- loading --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike = DEFAULT_REPO_ID,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        backend: str = "auto",
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        token: str | None = None,
+    ) -> "BigVGAN":
+        """Load a generator from a local folder or a Hugging Face repo id.
+
+        The folder (or repo) holds ``config.json`` and ``generator.safetensors`` (written by
+        ``python -m bigvgan_fast convert``) or NVIDIA's ``bigvgan_generator.pt``; the safetensors file
+        wins when both exist. Checkpoints with or without weight norm load with ``strict=True``. The
+        model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``.
+        """
+        from .checkpoint import load_generator_state_dict, resolve_checkpoint_files
+
+        config_path, weights_path = resolve_checkpoint_files(
+            path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
+        config = load_config(config_path)
+        state_dict = load_generator_state_dict(weights_path)
+        model = cls.from_state_dict(config, state_dict, source=str(weights_path), backend=backend)
+        return model.to(device=device, dtype=dtype)
+
+    @classmethod
+    def from_state_dict(cls, config, state_dict: dict, *, source: str = "<state_dict>", backend: str = "auto") -> "BigVGAN":
+        """Build from ``config`` and load ``state_dict`` (official keys, with or without weight norm) strictly;
+        returns an eval-mode model with weight norm folded."""
+        from .checkpoint import check_state_dict
+
+        with_weight_norm = any(k.endswith(".weight_g") for k in state_dict)
+        model = cls(config, use_weight_norm=with_weight_norm, backend=backend)
+        check_state_dict(model, state_dict, source)
+        model.load_state_dict(state_dict, strict=True)
+        return model.remove_weight_norm().eval()

@@ -1,0 +1,241 @@
+"""BigVGAN's building blocks with the official parameter and buffer names.
+
+State-dict keys match NVIDIA's ``bigvgan`` package (``act.alpha``, ``act.beta``,
+``upsample.filter``, ``downsample.lowpass.filter``, ``convs1.{m}.weight_g`` ...), so official
+checkpoints load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .dispatch import BackendUnavailableError
+from .activation import (
+    FILTER_TAPS,
+    RATIO,
+    anti_alias_activation,
+    downsample_ref,
+    kaiser_sinc_filter1d,
+    snake_ref,
+    upsample_ref,
+)
+
+
+def apply_weight_norm(module: nn.Module) -> nn.Module:
+    """Weight norm stored as ``weight_g`` / ``weight_v`` (norm over all dims but 0), as the official
+    checkpoints are. The hook-based API is the one that produces those names; its deprecation
+    warning is not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.utils.weight_norm(module)
+
+
+def remove_weight_norm(module: nn.Module) -> None:
+    """Fold ``weight_g`` / ``weight_v`` into a plain ``weight`` in every submodule that has them."""
+    for m in module.modules():
+        if hasattr(m, "weight_g") and hasattr(m, "weight_v"):
+            nn.utils.remove_weight_norm(m)
+
+
+def init_conv_weights(module: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:
+    """The official initialisation of conv weights: normal(0, 0.01)."""
+    if "Conv" in type(module).__name__:
+        weight = getattr(module, "weight_v", None)
+        if weight is None:
+            weight = module.weight
+        weight.data.normal_(mean, std)
+
+
+def get_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+class Snake(nn.Module):
+    """Snake: x + 1/(a + 1e-9) * sin(a*x)^2, per channel; ``alpha`` is log(a) when ``alpha_logscale``."""
+
+    def __init__(self, in_features: int, alpha: float = 1.0, alpha_trainable: bool = True, alpha_logscale: bool = False):
+        super().__init__()
+        self.in_features = in_features
+        self.alpha_logscale = alpha_logscale
+        init = torch.zeros(in_features) * alpha if alpha_logscale else torch.ones(in_features) * alpha
+        self.alpha = nn.Parameter(init, requires_grad=alpha_trainable)
+        self.beta = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return snake_ref(x, self.alpha, None, self.alpha_logscale)
+
+
+class SnakeBeta(nn.Module):
+    """SnakeBeta: x + 1/(b + 1e-9) * sin(a*x)^2, per channel, with separate frequency and magnitude."""
+
+    def __init__(self, in_features: int, alpha: float = 1.0, alpha_trainable: bool = True, alpha_logscale: bool = False):
+        super().__init__()
+        self.in_features = in_features
+        self.alpha_logscale = alpha_logscale
+        init = torch.zeros(in_features) * alpha if alpha_logscale else torch.ones(in_features) * alpha
+        self.alpha = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
+        self.beta = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return snake_ref(x, self.alpha, self.beta, self.alpha_logscale)
+
+
+class UpSample1d(nn.Module):
+    def __init__(self, ratio: int = RATIO, kernel_size: int | None = None):
+        super().__init__()
+        self.ratio = ratio
+        self.kernel_size = int(6 * ratio // 2) * 2 if kernel_size is None else kernel_size
+        self.register_buffer("filter", kaiser_sinc_filter1d(0.5 / ratio, 0.6 / ratio, self.kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample_ref(x, self.filter, self.ratio)
+
+
+class LowPassFilter1d(nn.Module):
+    def __init__(self, cutoff: float = 0.5, half_width: float = 0.6, stride: int = 1, kernel_size: int = 12):
+        super().__init__()
+        self.stride = stride
+        self.kernel_size = kernel_size
+        self.register_buffer("filter", kaiser_sinc_filter1d(cutoff, half_width, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return downsample_ref(x, self.filter, self.stride)
+
+
+class DownSample1d(nn.Module):
+    def __init__(self, ratio: int = RATIO, kernel_size: int | None = None):
+        super().__init__()
+        self.ratio = ratio
+        self.kernel_size = int(6 * ratio // 2) * 2 if kernel_size is None else kernel_size
+        self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lowpass(x)
+
+
+class Activation1d(nn.Module):
+    """Anti-aliased activation: ``downsample(act(upsample(x)))``.
+
+    With ratio 2 and 12-tap filters (every BigVGAN model) it runs through
+    :func:`bigvgan_fast.anti_alias_activation` on ``self.backend``; other shapes run the modules.
+    """
+
+    def __init__(
+        self,
+        activation: nn.Module,
+        up_ratio: int = RATIO,
+        down_ratio: int = RATIO,
+        up_kernel_size: int = FILTER_TAPS,
+        down_kernel_size: int = FILTER_TAPS,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.act = activation
+        self.upsample = UpSample1d(up_ratio, up_kernel_size)
+        self.downsample = DownSample1d(down_ratio, down_kernel_size)
+        self.backend = backend
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the fused op can compute this activation (ratio 2, 12 taps, Snake or SnakeBeta)."""
+        return (
+            isinstance(self.act, (Snake, SnakeBeta))
+            and self.upsample.ratio == RATIO
+            and self.downsample.ratio == RATIO
+            and self.upsample.filter.numel() == FILTER_TAPS
+            and self.downsample.lowpass.filter.numel() == FILTER_TAPS
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend != "torch" and self.fusable:
+            return anti_alias_activation(
+                x,
+                self.act.alpha,
+                self.act.beta,
+                alpha_logscale=self.act.alpha_logscale,
+                backend=self.backend,
+                upsample_filter=self.upsample.filter,
+                downsample_filter=self.downsample.lowpass.filter,
+            )
+        if self.backend not in ("torch", "auto"):
+            raise BackendUnavailableError(
+                f"backend {self.backend!r} cannot run this activation: only ratio-2, 12-tap Snake/SnakeBeta "
+                "activations are fused"
+            )
+        return self.downsample(self.act(self.upsample(x)))
+
+
+def _make_activation(kind: str, channels: int, alpha_logscale: bool, backend: str) -> Activation1d:
+    if kind == "snake":
+        act = Snake(channels, alpha_logscale=alpha_logscale)
+    elif kind == "snakebeta":
+        act = SnakeBeta(channels, alpha_logscale=alpha_logscale)
+    else:
+        raise ValueError(f"activation must be 'snake' or 'snakebeta', got {kind!r}")
+    return Activation1d(act, backend=backend)
+
+
+def _conv(channels: int, kernel_size: int, dilation: int, use_weight_norm: bool) -> nn.Conv1d:
+    conv = nn.Conv1d(channels, channels, kernel_size, 1, dilation=dilation, padding=get_padding(kernel_size, dilation))
+    return apply_weight_norm(conv) if use_weight_norm else conv
+
+
+class AMPBlock1(nn.Module):
+    """For each dilation d: ``x = x + c2(a2(c1(a1(x))))``, c1 dilated by d, c2 not."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        dilation: Sequence[int] = (1, 3, 5),
+        activation: str = "snakebeta",
+        snake_logscale: bool = True,
+        use_weight_norm: bool = True,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.convs1 = nn.ModuleList([_conv(channels, kernel_size, d, use_weight_norm) for d in dilation])
+        self.convs2 = nn.ModuleList([_conv(channels, kernel_size, 1, use_weight_norm) for _ in dilation])
+        self.convs1.apply(init_conv_weights)
+        self.convs2.apply(init_conv_weights)
+        self.num_layers = len(self.convs1) + len(self.convs2)
+        self.activations = nn.ModuleList(
+            [_make_activation(activation, channels, snake_logscale, backend) for _ in range(self.num_layers)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acts1, acts2 = self.activations[::2], self.activations[1::2]
+        for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts1, acts2):
+            x = x + c2(a2(c1(a1(x))))
+        return x
+
+
+class AMPBlock2(nn.Module):
+    """For each dilation d: ``x = x + c(a(x))``."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        dilation: Sequence[int] = (1, 3, 5),
+        activation: str = "snakebeta",
+        snake_logscale: bool = True,
+        use_weight_norm: bool = True,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.convs = nn.ModuleList([_conv(channels, kernel_size, d, use_weight_norm) for d in dilation])
+        self.convs.apply(init_conv_weights)
+        self.num_layers = len(self.convs)
+        self.activations = nn.ModuleList(
+            [_make_activation(activation, channels, snake_logscale, backend) for _ in range(self.num_layers)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c, a in zip(self.convs, self.activations):
+            x = x + c(a(x))
+        return x

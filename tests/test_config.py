@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+import bigvgan_fast
+from bigvgan_fast import BigVGANConfig, ConfigError, available_configs, load_config
+
+
+def test_nine_official_configs_ship():
+    assert len(available_configs()) == 9
+    assert "bigvgan_v2_22khz_80band_256x" in available_configs()
+
+
+def test_22khz_config_values():
+    h = load_config("bigvgan_v2_22khz_80band_256x")
+    assert isinstance(h, BigVGANConfig)
+    assert h.upsample_rates == (4, 4, 2, 2, 2, 2)
+    assert h.upsample_kernel_sizes == (8, 8, 4, 4, 4, 4)
+    assert h.upsample_initial_channel == 1536
+    assert h.resblock_dilation_sizes == ((1, 3, 5),) * 3
+    assert (h.activation, h.snake_logscale, h.use_tanh_at_final, h.use_bias_at_final) == ("snakebeta", True, False, False)
+    assert h.upsample_factor == 256 == h.hop_size
+    assert h.extra["segment_size"] == 65536  # training keys kept, not interpreted
+
+
+def test_repo_id_names_its_config():
+    assert load_config("nvidia/bigvgan_v2_22khz_80band_256x") == load_config("bigvgan_v2_22khz_80band_256x")
+
+
+def test_final_layer_flags_default_true_as_official():
+    data = load_config("bigvgan_22khz_80band").to_dict()
+    assert "use_tanh_at_final" not in json.load(open(bigvgan_fast.config.resources.files("bigvgan_fast") / "configs" / "bigvgan_22khz_80band.json"))
+    h = load_config(data)
+    assert h.use_tanh_at_final is True and h.use_bias_at_final is True
+
+
+def test_round_trip_through_dict_and_file(tmp_path):
+    h = load_config("bigvgan_v2_44khz_128band_512x")
+    (tmp_path / "config.json").write_text(h.to_json())
+    again = load_config(tmp_path)  # a folder holding config.json
+    assert again == h and again.extra == h.extra
+
+
+@pytest.mark.parametrize("key", ["upsample_rates", "num_mels", "activation", "resblock_dilation_sizes", "fmax"])
+def test_missing_key_is_named(key):
+    data = load_config(bigvgan_fast.DEFAULT_CONFIG).to_dict()
+    del data[key]
+    with pytest.raises(ConfigError, match=key):
+        load_config(data)
+
+
+def test_inconsistent_config_is_refused():
+    data = load_config(bigvgan_fast.DEFAULT_CONFIG).to_dict()
+    data["upsample_kernel_sizes"] = [8, 8]
+    with pytest.raises(ConfigError, match="same length"):
+        load_config(data)
+    data = load_config(bigvgan_fast.DEFAULT_CONFIG).to_dict()
+    data["activation"] = "relu"
+    with pytest.raises(ConfigError, match="snake"):
+        load_config(data)
+
+
+def test_unknown_name_and_bad_json(tmp_path):
+    with pytest.raises(ConfigError, match="shipped"):
+        load_config("no_such_config")
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad)
