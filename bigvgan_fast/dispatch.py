@@ -28,10 +28,6 @@ BACKENDS = ("torch", "triton", "cuda")
 AUTO_ORDER = ("cuda", "triton", "torch")
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ENV_VAR = "BIGVGAN_FAST_BACKEND"
-BACKWARD_MISSING = (
-    "the fused op has no backward yet (the issue 'Training support: a fused backward for the "
-    "anti-aliased activation'); use backend='torch' or 'auto' for training"
-)
 
 
 class BackendUnavailableError(RuntimeError):
@@ -76,18 +72,37 @@ def _cuda_problem(device_type: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@torch._dynamo.assume_constant_result
 def problem(name: str, device_type: str, dtype: torch.dtype, needs_grad: bool) -> str | None:
-    """Why backend ``name`` cannot run for these inputs, or None when it can."""
+    """Why backend ``name`` cannot run for these inputs, or None when it can.
+
+    A constant to ``torch.compile`` (its imports and environment checks would break the graph):
+    the backend is chosen when the graph is traced, as a shape is.
+    """
+    return _problem(name, device_type, dtype, needs_grad)
+
+
+def clear_cache() -> None:
+    """Forget what was found out about the backends (after changing TRITON_INTERPRET, say)."""
+    _problem.cache_clear()
+    _import_problem.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _problem(name: str, device_type: str, dtype: torch.dtype, needs_grad: bool) -> str | None:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(('auto',) + BACKENDS)}")
     if name == "torch":
         return None
     if dtype not in FUSED_DTYPES:
         return f"{dtype} is not supported by the fused kernels (float32, float16, bfloat16; float64 runs on 'torch')"
-    if needs_grad:
-        return BACKWARD_MISSING
-    return _triton_problem(device_type) if name == "triton" else _cuda_problem(device_type)
+    if name == "triton":
+        return _triton_problem(device_type)
+    reason = _cuda_problem(device_type)
+    if reason is None and needs_grad and _triton_problem(device_type) is not None:
+        # The CUDA forward pairs with the Triton backward.
+        return "training needs the Triton backward, which cannot run: " + _triton_problem(device_type)
+    return reason
 
 
 _warned: set[str] = set()

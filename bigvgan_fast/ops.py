@@ -12,6 +12,10 @@ see one opaque op per activation:
   ``bigvgan_fast._C`` (``csrc/``); its fake implementation is registered here.
 
 The ops take contiguous inputs: :func:`fused` makes them so once, with float32 filters.
+
+Training: both forward ops share one autograd formula, the Triton backward op
+``bigvgan_fast::anti_alias_activation_triton_backward``, which saves only x and the parameters and
+recomputes the upsampled signal (the CUDA forward pairs with it).
 """
 
 from __future__ import annotations
@@ -40,6 +44,48 @@ def anti_alias_activation_triton(
 
 anti_alias_activation_triton.register_fake(_fake)
 
+
+@torch.library.custom_op("bigvgan_fast::anti_alias_activation_triton_backward", mutates_args=())
+def anti_alias_activation_triton_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor | None,
+    upsample_filter: torch.Tensor,
+    downsample_filter: torch.Tensor,
+    alpha_logscale: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad_x, grad_alpha, grad_beta); grad_beta is empty for Snake (``beta is None``)."""
+    from bigvgan_fast.kernels import anti_alias_activation_backward
+
+    grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(
+        grad_y.contiguous(), x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale, True, beta is not None
+    )
+    return grad_x, grad_alpha, alpha.new_empty(0) if grad_beta is None else grad_beta
+
+
+@anti_alias_activation_triton_backward.register_fake
+def _backward_fake(grad_y, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale):
+    grad_beta = alpha.new_empty(0) if beta is None else torch.empty_like(beta)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(alpha), grad_beta
+
+
+def _setup_context(ctx, inputs, output):
+    x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale = inputs
+    ctx.save_for_backward(x, alpha, beta, upsample_filter, downsample_filter)
+    ctx.alpha_logscale = alpha_logscale
+
+
+def _backward(ctx, grad_y):
+    x, alpha, beta, upsample_filter, downsample_filter = ctx.saved_tensors
+    grad_x, grad_alpha, grad_beta = anti_alias_activation_triton_backward(
+        grad_y, x, alpha, beta, upsample_filter, downsample_filter, ctx.alpha_logscale
+    )
+    return grad_x, grad_alpha, None if beta is None else grad_beta, None, None, None
+
+
+anti_alias_activation_triton.register_autograd(_backward, setup_context=_setup_context)
+
 _cuda_fake_registered = False
 
 
@@ -49,6 +95,9 @@ def _cuda_op():
 
     if not _cuda_fake_registered:
         torch.library.register_fake("bigvgan_fast::anti_alias_activation_cuda")(_fake)
+        torch.library.register_autograd(
+            "bigvgan_fast::anti_alias_activation_cuda", _backward, setup_context=_setup_context
+        )
         _cuda_fake_registered = True
     return torch.ops.bigvgan_fast.anti_alias_activation_cuda.default
 

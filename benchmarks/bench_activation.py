@@ -1,0 +1,238 @@
+"""Anti-aliased activation benchmark at the 22 kHz model's shapes, every dtype and backend.
+
+Forward (default): median time (triton.testing.do_bench, CUDA events), achieved GB/s counting one
+read of x and one write of y, and its fraction of a device-to-device copy measured in the same run;
+the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the same run
+when importable, with our speed-up over it.
+
+``--backward``: forward+backward time and peak memory per backend at the same shapes, and one
+training step of the 22 kHz generator at the official training shape (batch 4 x 256 frames),
+fused against the torch path.
+
+    python benchmarks/bench_activation.py --out benchmarks/out/activation.json
+    python benchmarks/bench_activation.py --backward --out benchmarks/out/backward.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+
+import torch
+
+import bigvgan_fast
+from bigvgan_fast import anti_alias_activation, load_config
+from bigvgan_fast.dispatch import problem
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def model_shapes(config_name: str, frames: int) -> list[tuple[int, int]]:
+    """(channels, length) of every activation stage of the generator at ``frames`` mel frames."""
+    h = load_config(config_name)
+    shapes, length = [], frames
+    for i, rate in enumerate(h.upsample_rates):
+        length *= rate
+        shapes.append((h.upsample_initial_channel // 2 ** (i + 1), length))
+    return shapes
+
+
+def copy_rate_gbps(dtype: torch.dtype) -> float:
+    """Device-to-device copy rate (bytes read + written per second) on a 1 GiB buffer."""
+    from triton.testing import do_bench
+
+    n = (1 << 30) // torch.tensor([], dtype=dtype).element_size()
+    src = torch.randn(n, device="cuda").to(dtype)
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), warmup=50, rep=300, return_mode="median")
+    return 2 * src.numel() * src.element_size() / ms / 1e6
+
+
+def official_kernel():
+    """NVIDIA's fused forward, built for the local arch (its own loader asks for sm_70, which CUDA 13
+    refuses), or None with the reason printed."""
+    import importlib.util
+
+    from torch.utils import cpp_extension
+
+    # Located, not imported: importing the package pulls librosa and its model code.
+    spec = importlib.util.find_spec("bigvgan")
+    if spec is None or not spec.submodule_search_locations:
+        print("official kernel: not timed (the bigvgan package is not installed: pip install --no-deps bigvgan)", file=sys.stderr)
+        return None
+    src = os.path.join(list(spec.submodule_search_locations)[0], "alias_free_activation", "cuda")
+    major, minor = torch.cuda.get_device_capability()
+    try:
+        return cpp_extension.load(
+            name="official_anti_alias_activation_cuda",
+            sources=[os.path.join(src, "anti_alias_activation.cpp"), os.path.join(src, "anti_alias_activation_cuda.cu")],
+            extra_cflags=["-O3"],
+            # The official build flags, with the local architecture instead of sm_70.
+            extra_cuda_cflags=[
+                "-O3", "--use_fast_math", "-gencode", f"arch=compute_{major}{minor},code=sm_{major}{minor}",
+                "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__", "--expt-relaxed-constexpr", "--expt-extended-lambda",
+            ],
+            verbose=False,
+        )
+    except Exception as err:
+        print(f"official kernel: not timed (build failed: {err})", file=sys.stderr)
+        return None
+
+
+def make_inputs(C: int, L: int, dtype: torch.dtype, seed: int = 0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(1, C, L, device="cuda", generator=gen).mul_(2).to(dtype)
+    alpha = 0.3 * torch.randn(C, device="cuda", generator=gen)
+    beta = 0.3 * torch.randn(C, device="cuda", generator=gen)
+    return x, alpha, beta
+
+
+def bench_forward(args) -> dict:
+    from triton.testing import do_bench
+
+    official = official_kernel() if args.official else None
+    f = bigvgan_fast.activation.default_filter("cuda", torch.float32)
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = DTYPES[dtype_name]
+        copy = copy_rate_gbps(dtype)
+        print(f"{dtype_name}: device-to-device copy {copy:,.0f} GB/s", file=sys.stderr)
+        for frames in args.frames:
+            for C, L in model_shapes(args.config, frames):
+                x, alpha, beta = make_inputs(C, L, dtype)
+                nbytes = 2 * x.numel() * x.element_size()
+                row = {"dtype": dtype_name, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
+                providers = {b: (lambda b=b: anti_alias_activation(x, alpha, beta, backend=b)) for b in args.backends}
+                if official is not None:
+                    providers["official"] = lambda: official.forward(x, f.view(1, 1, 12).to(dtype), f.view(1, 1, 12).to(dtype), alpha.to(dtype), beta.to(dtype))
+                for name, fn in providers.items():
+                    if name in ("triton", "cuda") and problem(name, "cuda", dtype, False) is not None:
+                        continue
+                    ms = do_bench(fn, warmup=25, rep=args.rep_ms, return_mode="median")
+                    row[f"{name}_ms"] = ms
+                    row[f"{name}_gbps"] = nbytes / ms / 1e6
+                    row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
+                rows.append(row)
+    return {"rows": rows}
+
+
+def print_forward(result: dict, backends: list[str]) -> None:
+    names = [b for b in backends + ["official"] if any(f"{b}_ms" in r for r in result["rows"])]
+    head = f"{'dtype':<9}{'frames':>7}{'C x L':>15}" + "".join(f"{n + ' ms':>13}{'%copy':>7}" for n in names)
+    if "official" in names:
+        head += "".join(f"{'x official (' + n + ')':>22}" for n in names if n != "official")
+    print(head)
+    for r in result["rows"]:
+        line = f"{r['dtype']:<9}{r['frames']:>7}{str(r['C']) + ' x ' + str(r['L']):>15}"
+        for n in names:
+            line += f"{r.get(n + '_ms', math.nan):>13.4f}{100 * r.get(n + '_copy_fraction', math.nan):>6.0f}%"
+        if "official" in names:
+            line += "".join(f"{r.get('official_ms', math.nan) / r.get(n + '_ms', math.nan):>22.2f}" for n in names if n != "official")
+        print(line)
+
+
+def bench_backward(args) -> dict:
+    from triton.testing import do_bench
+
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = DTYPES[dtype_name]
+        for frames in args.frames:
+            for C, L in model_shapes(args.config, frames):
+                x, alpha, beta = make_inputs(C, L, dtype)
+                x.requires_grad_(True)
+                alpha.requires_grad_(True)
+                beta.requires_grad_(True)
+                grad = torch.randn_like(x)
+                row = {"dtype": dtype_name, "frames": frames, "C": C, "L": L}
+                for name in args.backends:
+                    if name != "torch" and problem(name, "cuda", dtype, True) is not None:
+                        continue
+
+                    def step(name=name):
+                        y = anti_alias_activation(x, alpha, beta, backend=name)
+                        y.backward(grad)
+
+                    ms = do_bench(step, warmup=10, rep=args.rep_ms, grad_to_none=[x, alpha, beta], return_mode="median")
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                    step()
+                    torch.cuda.synchronize()
+                    row[f"{name}_ms"] = ms
+                    row[f"{name}_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+                rows.append(row)
+    train = []
+    for name in args.backends:
+        if name != "torch" and problem(name, "cuda", torch.float32, True) is not None:
+            continue
+        torch.manual_seed(0)
+        model = bigvgan_fast.BigVGAN(args.config, backend=name).cuda().train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        mel = torch.randn(4, model.config.num_mels, 256, device="cuda")
+        target = torch.randn(4, 1, 256 * model.config.upsample_factor, device="cuda").clamp(-1, 1)
+
+        def train_step():
+            opt.zero_grad(set_to_none=True)
+            loss = (model(mel) - target).abs().mean()
+            loss.backward()
+            opt.step()
+
+        for _ in range(3):
+            train_step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        ms = do_bench(train_step, warmup=1, rep=args.rep_ms * 20, return_mode="median")
+        train.append({"backend": name, "ms": ms, "peak_gb": torch.cuda.max_memory_allocated() / 2**30})
+        del model, opt
+        torch.cuda.empty_cache()
+    return {"rows": rows, "train_step": train}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="bigvgan_v2_22khz_80band_256x")
+    parser.add_argument("--frames", type=int, nargs="+", default=[256, 2048])
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    parser.add_argument("--backends", nargs="+", default=["torch", "triton", "cuda"])
+    parser.add_argument("--no-official", dest="official", action="store_false")
+    parser.add_argument("--backward", action="store_true")
+    parser.add_argument("--rep-ms", type=int, default=200, help="do_bench repetition time per measurement (ms)")
+    parser.add_argument("--out", default=None, help="write JSON here")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_activation: needs a CUDA GPU (none visible to torch)", file=sys.stderr)
+        return 2
+    meta = {
+        "card": torch.cuda.get_device_name(),
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "config": args.config,
+    }
+    if args.backward:
+        result = bench_backward(args)
+        print(f"# {meta['card']}, {meta['date']}: forward+backward, ms (peak MB)")
+        for r in result["rows"]:
+            cells = "  ".join(f"{b} {r[b + '_ms']:.3f} ({r[b + '_peak_mb']:.0f})" for b in args.backends if b + "_ms" in r)
+            speed = f"  torch/triton {r['torch_ms'] / r['triton_ms']:.2f}x" if "triton_ms" in r and "torch_ms" in r else ""
+            print(f"{r['dtype']:<9}{r['frames']:>6} {r['C']:>4} x {r['L']:<8} {cells}{speed}")
+        for t in result["train_step"]:
+            print(f"training step, batch 4 x 256 frames, {t['backend']}: {t['ms']:.1f} ms, peak {t['peak_gb']:.2f} GB")
+    else:
+        result = bench_forward(args)
+        print(f"# {meta['card']}, {meta['date']}, torch {meta['torch']}")
+        print_forward(result, args.backends)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"meta": meta, **result}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
