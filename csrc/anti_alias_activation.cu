@@ -1,0 +1,441 @@
+// The fused anti-aliased activation: 2x upsample -> Snake/SnakeBeta -> 2x downsample, one pass.
+//
+// Definition (SPEC.md), for one row x[0..T) of a (batch, channels, T) tensor, 12 taps f_up, f_down:
+//   u[n] = 2 * sum_{k = (n+15) mod 2, k < 12} f_up[k] * x[clamp((n+15-k)/2 - 5, 0, T-1)],  n in [0, 2T)
+//   z[n] = u[n] + sin(a*u[n])^2 / (b + 1e-9)
+//   y[t] = sum_{k < 12} f_down[k] * z[clamp(2t + k - 5, 0, 2T-1)],                           t in [0, T)
+//
+// Written per parity, with ze[m] = z[2m] and zo[m] = z[2m+1]:
+//   u[2m]   = sum_{i<6} 2 f_up[11-2i] * x[m-3+i]       (x indices clamped to [0, T-1])
+//   u[2m+1] = sum_{i<6} 2 f_up[10-2i] * x[m-2+i]
+//   y[t]    = sum_{i<6} f_down[2i] * zo[t-3+i] + f_down[2i+1] * ze[t-2+i]
+// where z at a position outside [0, 2T) is the z of the nearest end: ze[m] = zo[m] = z[0] for m < 0,
+// and ze[m] = zo[m] = z[2T-1] for m >= T. So y[t] reads x[t-5 .. t+5] only.
+//
+// One block computes kTile consecutive outputs of one row:
+//   1. stage x[t0-6 .. t0+kTile+6) (clamped) in shared memory as float, 16-byte vector loads where
+//      the row allows them;
+//   2. each thread computes ze, zo for kOutputsPerThread consecutive m (a sliding window over x in
+//      registers: 1 shared load per m), into shared memory;
+//   3. where the tile's window reaches past a sequence end, overwrite the z outside [0, 2T) with
+//      z[0] or z[2T-1];
+//   4. each thread computes kOutputsPerThread consecutive y (sliding windows over ze, zo) into
+//      shared memory, reusing the x buffer;
+//   5. store the y tile with 16-byte vector stores where the row allows them.
+// Every z is computed once per block (plus 6 halo values): the sine is most of the arithmetic.
+//
+// Nothing below was measured yet (no GPU while writing it): every size is a reasoned first choice.
+
+#include "anti_alias_activation.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace bigvgan_fast {
+namespace {
+
+constexpr int kTaps = 12;
+constexpr int kThreads = 256;
+// Odd, so that thread i's chunk starting at i * kOutputsPerThread (words) puts the 32 threads of a
+// warp in 32 different shared-memory banks in steps 2 and 4. 9 gives a 2304-sample tile: 27.1 KB
+// of shared memory per block, and 18 inlined sines per thread in step 2 (~3,300 SASS instructions
+// per kernel). ptxas (CUDA 13.0, sm_90) gives 54-58 registers, so 4 blocks of 256 threads per SM.
+constexpr int kOutputsPerThread = 9;
+constexpr int kTile = kThreads * kOutputsPerThread;
+// y[t0 .. t0+kTile) needs m in [t0-3, t0+kTile+3), i.e. x in [t0-6, t0+kTile+6).
+constexpr int kHalo = 6;
+constexpr int kZCount = kTile + 2 * 3;
+// xs[kXOffset + i] holds x[t0 + i]: kXOffset is a multiple of 4 floats so that the staged tile and
+// the y tile that later reuses the buffer are 16-byte aligned.
+constexpr int kXOffset = 8;
+constexpr int kXSize = kXOffset + kTile + kHalo + 2;
+constexpr int kZSize = kZCount + 2;
+constexpr float kSnakeEps = 1e-9f;
+
+static_assert(kOutputsPerThread % 2 == 1, "an odd per-thread stride keeps shared memory free of bank conflicts");
+static_assert(kTile % 8 == 0, "tile starts must be 16-byte aligned for 2-byte elements");
+static_assert(kXOffset % 4 == 0 && kXOffset >= kHalo, "the staged tile must be 16-byte aligned");
+// The largest shared index step 2 reads: the last chunk's window, and the 6 halo m values.
+static_assert((kThreads - 1) * kOutputsPerThread + 2 + kOutputsPerThread + 6 <= kXSize, "xs too small");
+static_assert(kTile + 5 + 8 < kXSize, "xs too small for the halo m values");
+static_assert(kZCount <= kZSize, "z buffers too small");
+
+struct KernelParams {
+  const void* x;
+  void* y;
+  const float* alpha;
+  const float* beta;  // nullptr: Snake
+  const float* upsample_filter;
+  const float* downsample_filter;
+  int64_t channels;
+  int64_t time_steps;
+  int64_t tiles_per_row;
+  int64_t total_tiles;
+  bool alpha_logscale;
+};
+
+template <typename To, typename From>
+__device__ __forceinline__ To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs equal sizes");
+  To to;
+  memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+// Loads, stores and 16-byte (un)packing per I/O type; values are float32 in between.
+template <typename T>
+struct Io;
+
+template <>
+struct Io<float> {
+  static constexpr int kVec = 4;
+  static __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
+  static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+  static __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[kVec]) {
+    v[0] = __uint_as_float(raw.x);
+    v[1] = __uint_as_float(raw.y);
+    v[2] = __uint_as_float(raw.z);
+    v[3] = __uint_as_float(raw.w);
+  }
+  static __device__ __forceinline__ uint4 pack(const float (&v)[kVec]) {
+    return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+  }
+};
+
+template <>
+struct Io<__half> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float load(const __half* p) { return __half2float(__ldg(p)); }
+  static __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
+  static __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[kVec]) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 pair = __half22float2(bit_cast<__half2>(words[i]));
+      v[2 * i] = pair.x;
+      v[2 * i + 1] = pair.y;
+    }
+  }
+  static __device__ __forceinline__ uint4 pack(const float (&v)[kVec]) {
+    uint32_t words[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) words[i] = bit_cast<uint32_t>(__floats2half2_rn(v[2 * i], v[2 * i + 1]));
+    return make_uint4(words[0], words[1], words[2], words[3]);
+  }
+};
+
+template <>
+struct Io<__nv_bfloat16> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(__ldg(p)); }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+  static __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[kVec]) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 pair = __bfloat1622float2(bit_cast<__nv_bfloat162>(words[i]));
+      v[2 * i] = pair.x;
+      v[2 * i + 1] = pair.y;
+    }
+  }
+  static __device__ __forceinline__ uint4 pack(const float (&v)[kVec]) {
+    uint32_t words[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) words[i] = bit_cast<uint32_t>(__floats2bfloat162_rn(v[2 * i], v[2 * i + 1]));
+    return make_uint4(words[0], words[1], words[2], words[3]);
+  }
+};
+
+__device__ __forceinline__ int64_t clamp_index(int64_t i, int64_t size) {
+  return i < 0 ? 0 : (i >= size ? size - 1 : i);
+}
+
+__device__ __forceinline__ bool is_16_byte_aligned(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// Precise sinf (no --use_fast_math): __sinf's absolute error grows with |a*u| outside [-pi, pi]
+// and no bound of it against SPEC.md's 2e-5 has been shown. sinf's rare slow path (|a*u| >= 105615)
+// is what the 32-byte stack frame in ptxas's report holds; it never spills registers.
+__device__ __forceinline__ float snake(float u, float a, float inv_b) {
+  const float s = sinf(a * u);
+  return fmaf(inv_b, s * s, u);
+}
+
+// u[2m] and u[2m+1] from w[i] = x[m-3+i], i < 7 (clamped); `up` holds 2 * f_up (exact scaling).
+__device__ __forceinline__ void upsample_pair(const float (&up)[kTaps], const float (&w)[7], float& u_even,
+                                              float& u_odd) {
+  u_even = 0.0f;
+  u_odd = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 6; ++i) {
+    u_even = fmaf(up[11 - 2 * i], w[i], u_even);
+    u_odd = fmaf(up[10 - 2 * i], w[i + 1], u_odd);
+  }
+}
+
+// Step 1: xs[kXOffset + i] = x[clamp(t0 + i)] for i in [-kHalo, kTile + kHalo).
+template <typename T>
+__device__ __forceinline__ void stage_input(const T* __restrict__ x_row, int64_t t0, int n_out, int64_t time_steps,
+                                            float* __restrict__ xs, int tid) {
+  constexpr int kVec = Io<T>::kVec;
+  constexpr int kVecPerThread = (kTile / kVec + kThreads - 1) / kThreads;
+
+  // The 2 * kHalo halo samples, issued first so that their latency overlaps the tile's.
+  float halo = 0.0f;
+  int halo_slot = 0;
+  if (tid < 2 * kHalo) {
+    const int i = tid < kHalo ? tid - kHalo : kTile + (tid - kHalo);
+    halo_slot = kXOffset + i;
+    halo = Io<T>::load(x_row + clamp_index(t0 + i, time_steps));
+  }
+
+  // x_row + t0 is 16-byte aligned exactly when x_row is (t0 * sizeof(T) is a multiple of 16).
+  int scalar_from = 0;
+  if (is_16_byte_aligned(x_row)) {
+    const int n_vec = n_out / kVec;
+    const uint4* src = reinterpret_cast<const uint4*>(x_row + t0);
+    uint4 raw[kVecPerThread];
+#pragma unroll
+    for (int k = 0; k < kVecPerThread; ++k) {
+      const int v = tid + k * kThreads;
+      if (v < n_vec) raw[k] = __ldg(src + v);
+    }
+#pragma unroll
+    for (int k = 0; k < kVecPerThread; ++k) {
+      const int v = tid + k * kThreads;
+      if (v < n_vec) {
+        float vals[kVec];
+        Io<T>::unpack(raw[k], vals);
+        float4* dst = reinterpret_cast<float4*>(xs + kXOffset + v * kVec);
+#pragma unroll
+        for (int q = 0; q < kVec / 4; ++q) {
+          dst[q] = make_float4(vals[4 * q], vals[4 * q + 1], vals[4 * q + 2], vals[4 * q + 3]);
+        }
+      }
+    }
+    scalar_from = n_vec * kVec;
+  }
+  // Unaligned rows, the last partial vector, and (last tile) the replicated x[T-1] past the end.
+  for (int i = scalar_from + tid; i < kTile; i += kThreads) {
+    xs[kXOffset + i] = Io<T>::load(x_row + clamp_index(t0 + i, time_steps));
+  }
+  if (tid < 2 * kHalo) xs[halo_slot] = halo;
+}
+
+// Step 2: ze/zo[j] for m = t0 - 3 + j, j < min(n_out + 6, kZCount). Chunks past that are skipped.
+__device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], float a, float inv_b, int n_out,
+                                                  const float* __restrict__ xs, float* __restrict__ z_even,
+                                                  float* __restrict__ z_odd, int tid) {
+  const int m_needed = n_out + 6;
+  // x[m-3] of m = t0 - 3 + j sits at xs[j + 2].
+  const int m_begin = tid * kOutputsPerThread;
+  if (m_begin < m_needed) {
+    float w[kOutputsPerThread + 6];
+#pragma unroll
+    for (int i = 0; i < kOutputsPerThread + 6; ++i) w[i] = xs[m_begin + 2 + i];
+#pragma unroll
+    for (int j = 0; j < kOutputsPerThread; ++j) {
+      float window[7];  // unrolled, so these are register renames
+#pragma unroll
+      for (int i = 0; i < 7; ++i) window[i] = w[j + i];
+      float u_even, u_odd;
+      upsample_pair(up, window, u_even, u_odd);
+      z_even[m_begin + j] = snake(u_even, a, inv_b);
+      z_odd[m_begin + j] = snake(u_odd, a, inv_b);
+    }
+  }
+  // The 6 m values past the per-thread chunks (kTile .. kTile + 5).
+  if (tid < kZCount - kTile) {
+    const int m = kTile + tid;
+    if (m < m_needed) {
+      float window[7];
+#pragma unroll
+      for (int i = 0; i < 7; ++i) window[i] = xs[m + 2 + i];
+      float u_even, u_odd;
+      upsample_pair(up, window, u_even, u_odd);
+      z_even[m] = snake(u_even, a, inv_b);
+      z_odd[m] = snake(u_odd, a, inv_b);
+    }
+  }
+}
+
+// Step 3: z outside [0, 2T) is the z of the nearest end (z is replicate-padded, not recomputed from
+// replicate-padded x). j = 0..2 are m = -3..-1 when t0 == 0. At the other end, m >= T sits at
+// j >= remaining + 3 (remaining = T - t0), which falls inside this tile's window [0, n_out + 6) in
+// the row's last tile and also when the next tile would hold fewer than 3 outputs.
+__device__ __forceinline__ void clamp_z_at_borders(bool at_start, bool near_end, int remaining, int n_out,
+                                                   float* __restrict__ z_even, float* __restrict__ z_odd, int tid) {
+  if (at_start && tid < 3) {
+    const float first = z_even[3];  // z[0]
+    z_even[tid] = first;
+    z_odd[tid] = first;
+  }
+  if (near_end && tid >= 32 && tid < 35) {
+    const int j = remaining + 3 + (tid - 32);
+    if (j < n_out + 6) {
+      const float last = z_odd[remaining + 2];  // z[2T-1]
+      z_even[j] = last;
+      z_odd[j] = last;
+    }
+  }
+}
+
+// Step 4: ys[t] = y[t0 + t] for this thread's chunk.
+__device__ __forceinline__ void downsample(const float (&down)[kTaps], int n_out, const float* __restrict__ z_even,
+                                           const float* __restrict__ z_odd, float* __restrict__ ys, int tid) {
+  const int t_begin = tid * kOutputsPerThread;
+  if (t_begin >= n_out) return;
+  // y[t0 + t] reads zo[j], j = t .. t+5 and ze[j], j = t+1 .. t+6 (j = m - t0 + 3).
+  float zo[kOutputsPerThread + 5];
+  float ze[kOutputsPerThread + 5];
+#pragma unroll
+  for (int i = 0; i < kOutputsPerThread + 5; ++i) {
+    zo[i] = z_odd[t_begin + i];
+    ze[i] = z_even[t_begin + 1 + i];
+  }
+#pragma unroll
+  for (int j = 0; j < kOutputsPerThread; ++j) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 6; ++i) {
+      acc = fmaf(down[2 * i], zo[j + i], acc);
+      acc = fmaf(down[2 * i + 1], ze[j + i], acc);
+    }
+    ys[t_begin + j] = acc;
+  }
+}
+
+// Step 5.
+template <typename T>
+__device__ __forceinline__ void store_output(T* __restrict__ y_row, int64_t t0, int n_out, const float* __restrict__ ys,
+                                             int tid) {
+  constexpr int kVec = Io<T>::kVec;
+  int scalar_from = 0;
+  if (is_16_byte_aligned(y_row)) {
+    const int n_vec = n_out / kVec;
+    uint4* dst = reinterpret_cast<uint4*>(y_row + t0);
+    for (int v = tid; v < n_vec; v += kThreads) {
+      const float4* src = reinterpret_cast<const float4*>(ys + v * kVec);
+      float vals[kVec];
+#pragma unroll
+      for (int q = 0; q < kVec / 4; ++q) {
+        const float4 f = src[q];
+        vals[4 * q] = f.x;
+        vals[4 * q + 1] = f.y;
+        vals[4 * q + 2] = f.z;
+        vals[4 * q + 3] = f.w;
+      }
+      dst[v] = Io<T>::pack(vals);
+    }
+    scalar_from = n_vec * kVec;
+  }
+  for (int i = scalar_from + tid; i < n_out; i += kThreads) Io<T>::store(y_row + t0 + i, ys[i]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) anti_alias_activation_kernel(const KernelParams p) {
+  __shared__ __align__(16) float xs[kXSize];  // the x tile, then the y tile (from xs + kXOffset)
+  __shared__ float z_even[kZSize];            // z[2m],   m = t0 - 3 + j
+  __shared__ float z_odd[kZSize];             // z[2m+1], m = t0 - 3 + j
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  T* __restrict__ y = static_cast<T*>(p.y);
+  const int64_t time_steps = p.time_steps;
+
+  float up[kTaps];
+  float down[kTaps];
+#pragma unroll
+  for (int k = 0; k < kTaps; ++k) {
+    up[k] = 2.0f * __ldg(p.upsample_filter + k);
+    down[k] = __ldg(p.downsample_filter + k);
+  }
+
+  // One tile per block in practice (the grid covers all tiles up to 2^31 - 1 of them).
+  for (int64_t tile = blockIdx.x; tile < p.total_tiles; tile += gridDim.x) {
+    const int64_t row = tile / p.tiles_per_row;
+    const int64_t t0 = (tile - row * p.tiles_per_row) * kTile;
+    const int n_out = static_cast<int>(time_steps - t0 < kTile ? time_steps - t0 : kTile);
+    const int64_t channel = row % p.channels;
+    float a = __ldg(p.alpha + channel);
+    float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
+    if (p.alpha_logscale) {
+      a = expf(a);
+      b = expf(b);
+    }
+    const float inv_b = 1.0f / (b + kSnakeEps);
+    const T* x_row = x + row * time_steps;
+    T* y_row = y + row * time_steps;
+
+    stage_input<T>(x_row, t0, n_out, time_steps, xs, tid);
+    __syncthreads();
+    upsample_activate(up, a, inv_b, n_out, xs, z_even, z_odd, tid);
+    __syncthreads();
+    const bool at_start = t0 == 0;
+    const int64_t remaining = time_steps - t0;  // >= n_out
+    const bool near_end = remaining < n_out + 3;
+    if (at_start || near_end) {  // uniform across the block
+      clamp_z_at_borders(at_start, near_end, static_cast<int>(near_end ? remaining : 0), n_out, z_even, z_odd, tid);
+      __syncthreads();
+    }
+    downsample(down, n_out, z_even, z_odd, xs + kXOffset, tid);
+    __syncthreads();
+    store_output<T>(y_row, t0, n_out, xs + kXOffset, tid);
+    if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs is restaged next
+  }
+}
+
+template <typename T>
+void launch(const KernelParams& p, unsigned grid, cudaStream_t stream) {
+  anti_alias_activation_kernel<T><<<grid, kThreads, 0, stream>>>(p);
+}
+
+}  // namespace
+
+cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* alpha, const float* beta,
+                                         const float* upsample_filter, const float* downsample_filter,
+                                         int64_t rows, int64_t channels, int64_t time_steps,
+                                         bool alpha_logscale, IoDtype dtype, cudaStream_t stream) {
+  if (rows < 0 || time_steps < 1) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (channels < 1 || rows % channels != 0) return cudaErrorInvalidValue;
+  if (x == nullptr || y == nullptr || alpha == nullptr || upsample_filter == nullptr ||
+      downsample_filter == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  KernelParams p;
+  p.x = x;
+  p.y = y;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.upsample_filter = upsample_filter;
+  p.downsample_filter = downsample_filter;
+  p.channels = channels;
+  p.time_steps = time_steps;
+  p.tiles_per_row = (time_steps + kTile - 1) / kTile;
+  p.total_tiles = rows * p.tiles_per_row;
+  p.alpha_logscale = alpha_logscale;
+  const int64_t max_grid = 0x7fffffff;  // gridDim.x limit
+  const unsigned grid = static_cast<unsigned>(p.total_tiles < max_grid ? p.total_tiles : max_grid);
+  switch (dtype) {
+    case IoDtype::kFloat32:
+      launch<float>(p, grid, stream);
+      break;
+    case IoDtype::kFloat16:
+      launch<__half>(p, grid, stream);
+      break;
+    case IoDtype::kBFloat16:
+      launch<__nv_bfloat16>(p, grid, stream);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace bigvgan_fast

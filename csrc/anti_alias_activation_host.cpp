@@ -1,0 +1,122 @@
+// Host layer of the fused anti-aliased activation (kernel: anti_alias_activation.cu).
+//
+// Registers bigvgan_fast::anti_alias_activation_cuda with the dispatcher (schema below, CUDA
+// implementation here; the fake implementation lives in bigvgan_fast/ops.py) and checks every
+// assumption the kernel makes before launching it. `import bigvgan_fast._C` loads this library,
+// which runs the registrations; the module itself is empty.
+
+#include <Python.h>
+
+#include <ATen/ATen.h>
+// c10's stream and guard headers rather than ATen/cuda/CUDAContext.h (where at::cuda::
+// getCurrentCUDAStream is this same function): that one also includes cuBLAS and cuSPARSE headers,
+// which a toolkit with only nvcc and the runtime lacks.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <optional>
+
+#include "anti_alias_activation.h"
+
+namespace bigvgan_fast {
+namespace {
+
+constexpr int64_t kFilterTaps = 12;
+
+IoDtype io_dtype(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat:
+      return IoDtype::kFloat32;
+    case at::kHalf:
+      return IoDtype::kFloat16;
+    case at::kBFloat16:
+      return IoDtype::kBFloat16;
+    default:
+      TORCH_CHECK(false, "anti_alias_activation_cuda: x must be float32, float16 or bfloat16, got ", dtype);
+  }
+}
+
+void check_channel_parameter(const at::Tensor& param, const char* name, const at::Tensor& x) {
+  const int64_t channels = x.size(1);
+  TORCH_CHECK(param.is_floating_point(), "anti_alias_activation_cuda: ", name,
+              " must be a floating-point tensor, got ", param.scalar_type());
+  TORCH_CHECK(param.dim() == 1 && param.size(0) == channels, "anti_alias_activation_cuda: ", name,
+              " must have shape (", channels, ",) for x with ", channels, " channels, got ", param.sizes());
+  TORCH_CHECK(param.device() == x.device(), "anti_alias_activation_cuda: ", name, " is on ", param.device(),
+              " but x is on ", x.device());
+}
+
+void check_filter(const at::Tensor& filter, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(filter.scalar_type() == at::kFloat, "anti_alias_activation_cuda: ", name,
+              " must be float32, got ", filter.scalar_type());
+  TORCH_CHECK(filter.numel() == kFilterTaps, "anti_alias_activation_cuda: ", name, " must hold ", kFilterTaps,
+              " taps, got shape ", filter.sizes());
+  TORCH_CHECK(filter.device() == x.device(), "anti_alias_activation_cuda: ", name, " is on ", filter.device(),
+              " but x is on ", x.device());
+}
+
+at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alpha,
+                                      const std::optional<at::Tensor>& beta, const at::Tensor& upsample_filter,
+                                      const at::Tensor& downsample_filter, bool alpha_logscale) {
+  TORCH_CHECK(x.is_cuda(), "anti_alias_activation_cuda: x must be a CUDA tensor, got one on ", x.device());
+  TORCH_CHECK(x.dim() == 3, "anti_alias_activation_cuda: x must have shape (batch, channels, time), got ",
+              x.sizes());
+  const IoDtype dtype = io_dtype(x.scalar_type());
+  TORCH_CHECK(x.size(2) >= 1, "anti_alias_activation_cuda: x must have at least one time step, got shape ",
+              x.sizes());
+  check_channel_parameter(alpha, "alpha", x);
+  if (beta.has_value()) check_channel_parameter(*beta, "beta", x);
+  check_filter(upsample_filter, "upsample_filter", x);
+  check_filter(downsample_filter, "downsample_filter", x);
+
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const at::Tensor x_contiguous = x.contiguous();
+  const at::Tensor alpha_float = alpha.to(at::kFloat).contiguous();
+  const std::optional<at::Tensor> beta_float =
+      beta.has_value() ? std::optional<at::Tensor>(beta->to(at::kFloat).contiguous()) : std::nullopt;
+  const at::Tensor upsample_taps = upsample_filter.contiguous();
+  const at::Tensor downsample_taps = downsample_filter.contiguous();
+
+  at::Tensor y = at::empty(x_contiguous.sizes(), x_contiguous.options());
+  if (y.numel() == 0) return y;
+
+  const cudaError_t status = launch_anti_alias_activation(
+      x_contiguous.const_data_ptr(), y.mutable_data_ptr(), alpha_float.const_data_ptr<float>(),
+      beta_float.has_value() ? beta_float->const_data_ptr<float>() : nullptr,
+      upsample_taps.const_data_ptr<float>(), downsample_taps.const_data_ptr<float>(), x.size(0) * x.size(1),
+      x.size(1), x.size(2), alpha_logscale, dtype, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(status == cudaSuccess, "anti_alias_activation_cuda: kernel launch failed: ", cudaGetErrorString(status));
+  return y;
+}
+
+}  // namespace
+}  // namespace bigvgan_fast
+
+// The Python side defines bigvgan_fast::anti_alias_activation_triton in the same namespace, so
+// this library is a fragment, not the namespace's one TORCH_LIBRARY.
+TORCH_LIBRARY_FRAGMENT(bigvgan_fast, m) {
+  m.def(
+      "anti_alias_activation_cuda(Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, "
+      "Tensor downsample_filter, bool alpha_logscale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(bigvgan_fast, CUDA, m) {
+  m.impl("anti_alias_activation_cuda", &bigvgan_fast::anti_alias_activation_cuda);
+}
+
+// An empty module: importing it loads this library, whose static initialisers above register the op.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "bigvgan_fast._C",  // m_name
+      nullptr,            // m_doc
+      -1,                 // m_size: no per-interpreter state
+      nullptr,            // m_methods
+      nullptr,            // m_slots
+      nullptr,            // m_traverse
+      nullptr,            // m_clear
+      nullptr,            // m_free
+  };
+  return PyModule_Create(&module_def);
+}

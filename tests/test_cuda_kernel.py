@@ -1,0 +1,358 @@
+"""The CUDA op ``bigvgan_fast::anti_alias_activation_cuda`` (csrc/) against SPEC.md's float64
+definition: every element compared, borders included, outputs poisoned, fresh random inputs.
+
+GPU only: skipped without a CUDA GPU or without the built extension ``bigvgan_fast._C``
+(``pip install --no-build-isolation -e .`` with a CUDA torch and nvcc builds it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from definition import definition, describe_mismatch, ulp_distance  # noqa: E402
+
+
+def _why_not_runnable() -> str | None:
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU (none visible to torch)"
+    try:
+        import bigvgan_fast._C  # noqa: F401
+    except Exception as err:  # any import failure is the reason to report
+        return (
+            f"bigvgan_fast._C cannot be imported ({type(err).__name__}: {err}); build it with "
+            "pip install --no-build-isolation -e . (a CUDA torch and nvcc)"
+        )
+    return None
+
+
+WHY_NOT = _why_not_runnable()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
+
+DEVICE = "cuda"
+# The kernel's tile (kTile in csrc/anti_alias_activation.cu): lengths around its multiples put a
+# sequence border inside a tile's halo, and a short last tile after a full one.
+TILE = 2304
+LENGTHS = [1, 2, 3, 5, 12, 13, 16, TILE - 1, TILE, TILE + 1, TILE + 2, TILE + 3, 4097, 2 * TILE, 2 * TILE + 2]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# SPEC.md's float32 standard.
+FLOAT32_ATOL = 2e-5
+FLOAT32_REL_L2 = 1e-6
+
+
+@pytest.fixture(scope="module")
+def op():
+    from bigvgan_fast import ops
+
+    return ops._cuda_op()  # imports bigvgan_fast._C and registers the fake implementation
+
+
+def random_params(C, snakebeta, logscale, gen):
+    if logscale:
+        alpha = 0.3 * torch.randn(C, generator=gen)
+        beta = 0.3 * torch.randn(C, generator=gen) if snakebeta else None
+    else:
+        alpha = 0.5 + torch.rand(C, generator=gen)
+        beta = 0.5 + torch.rand(C, generator=gen) if snakebeta else None
+    return alpha.to(DEVICE), None if beta is None else beta.to(DEVICE)
+
+
+def filters(gen, asymmetric=True):
+    """(upsample, downsample) float32 taps on the GPU. The Kaiser-sinc filter is symmetric, so a
+    kernel that reversed the taps or swapped the two filters would pass with it: by default each
+    filter gets a different asymmetric perturbation."""
+    from bigvgan_fast.activation import default_filter
+
+    taps = default_filter("cpu").view(-1)
+    if not asymmetric:
+        return taps.to(DEVICE), taps.to(DEVICE)
+    up = taps + 0.05 * torch.randn(12, generator=gen)
+    down = taps + 0.05 * torch.randn(12, generator=gen)
+    return up.to(DEVICE), down.to(DEVICE)
+
+
+def random_x(shape, dtype, gen):
+    return torch.clamp(3 * torch.randn(*shape, generator=gen, dtype=torch.float64), -10, 10).to(DEVICE, dtype)
+
+
+def call_poisoned(op, x, *args):
+    """Call the op after NaN-filling a freed block of the output's size, which the caching allocator
+    hands to the op's output: an element the kernel leaves unwritten stays NaN."""
+    poison = torch.full((x.numel(),), float("nan"), dtype=x.dtype, device=x.device)
+    del poison
+    return op(x, *args)
+
+
+def assert_float32_matches(out, expected):
+    assert out.dtype == torch.float32
+    actual = out.double().cpu()
+    assert not actual.isnan().any(), describe_mismatch(out, expected, FLOAT32_ATOL)
+    err = (actual - expected).abs()
+    assert err.max() <= FLOAT32_ATOL, describe_mismatch(out, expected, FLOAT32_ATOL)
+    rel_l2 = (actual - expected).norm() / expected.norm()
+    assert rel_l2 <= FLOAT32_REL_L2, f"relative L2 error {rel_l2:.3g} > {FLOAT32_REL_L2}"
+
+
+def assert_within_one_ulp(out, expected, floor=FLOAT32_ATOL):
+    """At most 1 ulp of out's dtype from the float64 value rounded to that dtype. Where that dtype's
+    ulp is finer than float32 math resolves (outputs within ~1e-3 of zero: cancellation), the
+    float32 standard applies instead: |error| <= ``floor``."""
+    actual = out.double().cpu()
+    nan = actual.isnan() & ~expected.isnan()
+    assert not nan.any(), f"{int(nan.sum())} NaN outputs (first at {nan.nonzero()[:5].tolist()}): unwritten elements?"
+    ulps = ulp_distance(out, expected)
+    err = (actual - expected).abs()
+    bad = ~((ulps <= 1) | (err <= floor))
+    if bad.any():
+        where = bad.nonzero()[:5].tolist()
+        pytest.fail(
+            f"{out.dtype}: {int(bad.sum())} of {bad.numel()} elements more than 1 ulp off (first at {where}); "
+            f"max {ulps[bad].max():.2f} ulp, max |err| {err[bad].max():.3g}"
+        )
+
+
+def assert_matches(out, expected):
+    if out.dtype == torch.float32:
+        assert_float32_matches(out, expected)
+    else:
+        assert_within_one_ulp(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("logscale", [True, False], ids=["logscale", "linear"])
+@pytest.mark.parametrize("snakebeta", [False, True], ids=["snake", "snakebeta"])
+@pytest.mark.parametrize("T", LENGTHS)
+def test_matches_definition(op, T, snakebeta, logscale, dtype):
+    gen = torch.Generator().manual_seed(1000 * T + 100 * snakebeta + 10 * logscale + DTYPES.index(dtype))
+    B, C = 2, 3
+    x = random_x((B, C, T), dtype, gen)
+    alpha, beta = random_params(C, snakebeta, logscale, gen)
+    up, down = filters(gen)
+    out = call_poisoned(op, x, alpha, beta, up, down, logscale)
+    assert out.shape == (B, C, T) and out.dtype == dtype and out.device == x.device and out.is_contiguous()
+    expected = definition(x, alpha, beta, logscale, up, down)
+    assert_matches(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_published_filter_and_golden_shapes(op, dtype):
+    """The filter every checkpoint uses (symmetric), on many channels with distinct parameters."""
+    gen = torch.Generator().manual_seed(3)
+    x = random_x((3, 17, 1000), dtype, gen)
+    alpha, beta = random_params(17, True, True, gen)
+    up, down = filters(gen, asymmetric=False)
+    out = call_poisoned(op, x, alpha, beta, up, down, True)
+    assert_matches(out, definition(x, alpha, beta, True, up, down))
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "misaligned"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_layouts(op, layout, dtype):
+    """Non-contiguous inputs, and a contiguous one whose rows are not 16-byte aligned (the kernel's
+    scalar load path) although T is a multiple of the vector width."""
+    gen = torch.Generator().manual_seed(4)
+    B, C, T = 2, 3, 4096
+    if layout == "transposed":
+        x = random_x((B, T, C), dtype, gen).transpose(1, 2)
+    elif layout == "sliced":
+        x = random_x((B, C, T + 7), dtype, gen)[..., 3 : 3 + T]
+    else:
+        storage = random_x((B * C * T + 1,), dtype, gen)
+        x = storage[1:].view(B, C, T)
+        assert x.is_contiguous() and x.data_ptr() % 16 != 0
+    alpha, beta = random_params(C, True, True, gen)
+    up, down = filters(gen)
+    out = call_poisoned(op, x, alpha, beta, up, down, True)
+    assert out.shape == (B, C, T) and out.is_contiguous()
+    assert_matches(out, definition(x, alpha, beta, True, up, down))
+
+
+@pytest.mark.parametrize("param_dtype", [torch.float64, torch.bfloat16, torch.float16], ids=str)
+def test_parameters_of_any_float_dtype_are_read_as_float32(op, param_dtype):
+    gen = torch.Generator().manual_seed(5)
+    x = random_x((1, 4, 300), torch.float32, gen)
+    alpha, beta = (p.to(param_dtype) for p in random_params(4, True, True, gen))
+    up, down = filters(gen)
+    out = op(x, alpha, beta, up, down, True)
+    torch.testing.assert_close(out, op(x, alpha.float(), beta.float(), up, down, True), rtol=0, atol=0)
+    # Strided parameters too.
+    alpha_strided = torch.stack([alpha, alpha], 1)[:, 0]
+    assert not alpha_strided.is_contiguous()
+    torch.testing.assert_close(op(x, alpha_strided, beta, up, down, True), out, rtol=0, atol=0)
+
+
+def _row_windows(shape, width=64):
+    """(row, start, end) output windows: each row's first and last samples, and the samples around
+    flat element 2**31 (where 32-bit indexing would wrap)."""
+    B, C, T = shape
+    windows = set()
+    for row in range(B * C):
+        windows.add((row, 0, min(T, width)))
+        windows.add((row, max(0, T - width), T))
+    lo, hi = 2**31 - width, min(B * C * T, 2**31 + width)
+    for row in range(lo // T, (hi - 1) // T + 1):
+        windows.add((row, max(lo, row * T) - row * T, min(hi, (row + 1) * T) - row * T))
+    return sorted(windows)
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 2**31 + 7), (1, 3, 2**30 + 5)], ids=["one_row_past_2_31", "row_offsets_past_2_31"]
+)
+def test_more_than_2_31_elements(op, shape):
+    numel = shape[0] * shape[1] * shape[2]
+    needed = 2 * numel * 2 + (2 << 30)  # bf16 x and y, and room for the rest
+    free, _ = torch.cuda.mem_get_info()
+    if free < max(12e9, needed):
+        pytest.skip(f"needs {max(12e9, needed) / 1e9:.1f} GB of free GPU memory, {free / 1e9:.1f} GB free")
+    gen = torch.Generator(device=DEVICE).manual_seed(6)
+    x = torch.randn(shape, device=DEVICE, dtype=torch.bfloat16, generator=gen)
+    C, T = shape[1], shape[2]
+    alpha, beta = random_params(C, True, True, torch.Generator().manual_seed(7))
+    up, down = filters(torch.Generator().manual_seed(8))
+    out = call_poisoned(op, x, alpha, beta, up, down, True)
+    assert out.shape == x.shape
+    margin = 16  # > the 6-sample reach of an output: windows away from the ends see no false border
+    for row, start, end in _row_windows(shape):
+        channel = row % C
+        lo, hi = max(0, start - margin), min(T, end + margin)
+        x_window = x[0, channel : channel + 1, lo:hi].unsqueeze(0)
+        beta_c = None if beta is None else beta[channel : channel + 1]
+        expected = definition(x_window, alpha[channel : channel + 1], beta_c, True, up, down)[..., start - lo : end - lo]
+        assert_within_one_ulp(out[0, channel : channel + 1, start:end].unsqueeze(0), expected)
+    del x, out
+    torch.cuda.empty_cache()
+
+
+def test_empty_batch(op):
+    gen = torch.Generator().manual_seed(9)
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+    out = op(torch.empty(0, 3, 5, device=DEVICE), alpha, beta, up, down, True)
+    assert out.shape == (0, 3, 5)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_tensor_on_a_device_that_is_not_current(op):
+    gen = torch.Generator().manual_seed(10)
+    x = random_x((2, 3, 999), torch.float32, gen).to("cuda:0")
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+    with torch.cuda.device(1):
+        out = op(x, alpha, beta, up, down, True)
+    torch.cuda.synchronize(0)
+    assert out.device == x.device
+    assert_float32_matches(out, definition(x, alpha, beta, True, up, down))
+
+
+def test_runs_on_the_current_stream(op):
+    gen = torch.Generator().manual_seed(11)
+    x = random_x((2, 3, 5000), torch.float32, gen)
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out = op(x, alpha, beta, up, down, True)
+    stream.synchronize()
+    assert_float32_matches(out, definition(x, alpha, beta, True, up, down))
+
+
+def test_cuda_graph_replay(op):
+    gen = torch.Generator().manual_seed(12)
+    x = random_x((2, 3, 3000), torch.bfloat16, gen)
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        op(x, alpha, beta, up, down, True)  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = op(x, alpha, beta, up, down, True)
+    fresh = random_x(x.shape, x.dtype, gen)
+    x.copy_(fresh)
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, op(fresh, alpha, beta, up, down, True), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_triton_op(dtype):
+    """The two fused backends agree within rounding: for float32 I/O both are within 2e-5 of the
+    definition, so within 4e-5 of each other; for 16-bit I/O within 1 ulp."""
+    pytest.importorskip("triton")
+    from bigvgan_fast import ops
+
+    try:
+        import bigvgan_fast.kernels  # noqa: F401
+    except Exception as err:
+        pytest.skip(f"the Triton kernels cannot be imported ({type(err).__name__}: {err})")
+    gen = torch.Generator().manual_seed(13)
+    for T, snakebeta in ((1, False), (13, True), (4097, True), (2 * TILE + 1, False)):
+        x = random_x((2, 3, T), dtype, gen)
+        alpha, beta = random_params(3, snakebeta, True, gen)
+        up, down = filters(gen)
+        cuda = ops.fused("cuda", x, alpha, beta, up, down, True)
+        triton = ops.fused("triton", x, alpha, beta, up, down, True)
+        if dtype == torch.float32:
+            err = (cuda.double() - triton.double()).abs()
+            assert err.max() <= 2 * FLOAT32_ATOL, describe_mismatch(cuda, triton, 2 * FLOAT32_ATOL)
+        else:
+            assert_within_one_ulp(cuda, triton.double().cpu(), floor=2 * FLOAT32_ATOL)
+
+
+@pytest.mark.parametrize("snakebeta", [False, True], ids=["snake", "snakebeta"])
+def test_opcheck(op, snakebeta):
+    gen = torch.Generator().manual_seed(14)
+    x = random_x((2, 3, 37), torch.float32, gen)
+    alpha, beta = random_params(3, snakebeta, True, gen)
+    up, down = filters(gen)
+    torch.library.opcheck(op, (x, alpha, beta, up, down, True))
+
+
+def test_compile_fullgraph(op):
+    gen = torch.Generator().manual_seed(15)
+    x = random_x((2, 3, 100), torch.float32, gen)
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+
+    def activation(x, alpha, beta):
+        return op(x, alpha, beta, up, down, True)
+
+    compiled = torch.compile(activation, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, alpha, beta), activation(x, alpha, beta), rtol=0, atol=0)
+
+
+BAD_INPUTS = {
+    # name: (how to spoil (x, alpha, beta, up, down), expected message)
+    "x_on_cpu": (lambda x, a, b, u, d: (x.cpu(), a, b, u, d), "x must be a CUDA tensor"),
+    "x_float64": (lambda x, a, b, u, d: (x.double(), a, b, u, d), "float32, float16 or bfloat16"),
+    "x_rank_2": (lambda x, a, b, u, d: (x[0], a, b, u, d), "batch, channels, time"),
+    "x_no_time_steps": (lambda x, a, b, u, d: (x[..., :0], a, b, u, d), "at least one time step"),
+    "alpha_shape": (lambda x, a, b, u, d: (x, torch.zeros(4, device=DEVICE), b, u, d), r"alpha must have shape \(3,\)"),
+    "alpha_integer": (
+        lambda x, a, b, u, d: (x, torch.zeros(3, dtype=torch.int32, device=DEVICE), b, u, d),
+        "alpha must be a floating-point tensor",
+    ),
+    "alpha_on_cpu": (lambda x, a, b, u, d: (x, a.cpu(), b, u, d), "alpha is on cpu"),
+    "beta_shape": (lambda x, a, b, u, d: (x, a, torch.zeros(2, device=DEVICE), u, d), r"beta must have shape \(3,\)"),
+    "up_taps": (lambda x, a, b, u, d: (x, a, b, u[:10], d), "upsample_filter must hold 12 taps"),
+    "up_float64": (lambda x, a, b, u, d: (x, a, b, u.double(), d), "upsample_filter must be float32"),
+    "down_on_cpu": (lambda x, a, b, u, d: (x, a, b, u, d.cpu()), "downsample_filter is on cpu"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_named(op, case):
+    spoil, match = BAD_INPUTS[case]
+    gen = torch.Generator().manual_seed(16)
+    x = random_x((1, 3, 5), torch.float32, gen)
+    alpha, beta = random_params(3, True, True, gen)
+    up, down = filters(gen)
+    with pytest.raises(RuntimeError, match=match):
+        op(*spoil(x, alpha, beta, up, down), True)
