@@ -188,7 +188,6 @@ def bench_backward(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         ms = do_bench(train_step, warmup=1, rep=args.rep_ms * 20, return_mode="median")
         train.append({"backend": name, "ms": ms, "peak_gb": torch.cuda.max_memory_allocated() / 2**30})
-        del model, opt
         torch.cuda.empty_cache()
     return {"rows": rows, "train_step": train}
 

@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from .config import DEFAULT_REPO_ID, BigVGANConfig, load_config
+from .config import DEFAULT_REPO_ID, load_config
 from .modules import (
     Activation1d,
     AMPBlock1,

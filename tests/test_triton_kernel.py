@@ -1,0 +1,346 @@
+"""The Triton kernels of the anti-aliased activation, called directly (not through dispatch).
+
+Forward: every output sample, borders included, against the float64 evaluation of SPEC.md
+(``definition``): float32 within 2e-5 absolute and relative L2 <= 1e-6; float16 / bfloat16 at most
+one unit in the last place of the correctly rounded result on the same rounded input. Backward:
+against torch.autograd through the reference path in float64. Outputs are NaN-poisoned first.
+
+Without a GPU the kernels run on CPU tensors under TRITON_INTERPRET=1, so shapes stay small;
+``block_t=16`` makes short rows span several tiles, so interior tiles (unclamped loads) and tile
+edges are exercised. Tests marked ``gpu`` run model shapes and a row longer than 2**31 samples.
+"""
+
+import json
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    # Must be set before triton / bigvgan_fast.kernels are imported (conftest.py does it too).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+triton = pytest.importorskip("triton", reason="triton is not installed")
+
+from bigvgan_fast.activation import anti_alias_activation_ref, default_filter  # noqa: E402
+from bigvgan_fast.kernels import anti_alias_activation_backward, anti_alias_activation_forward  # noqa: E402
+from definition import assert_close_to_definition, definition, describe_mismatch  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "activation.safetensors")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def taps(device=DEVICE):
+    return default_filter(device, torch.float32).reshape(-1).contiguous()
+
+
+def make_input(shape, dtype, gen):
+    return torch.clamp(3 * torch.randn(*shape, generator=gen), -10, 10).to(dtype).to(DEVICE)
+
+
+def make_params(C, snake_beta, alpha_logscale, gen, dtype=torch.float32):
+    def draw():
+        if alpha_logscale:
+            return 0.3 * torch.randn(C, generator=gen)
+        return 0.5 + torch.rand(C, generator=gen)
+
+    alpha = draw().to(dtype).to(DEVICE)
+    beta = draw().to(dtype).to(DEVICE) if snake_beta else None
+    return alpha, beta
+
+
+def poisoned_like(x):
+    return torch.full_like(x, float("nan"))
+
+
+def forward(x, alpha, beta, alpha_logscale, **kwargs):
+    f = taps(x.device)
+    out = poisoned_like(x)
+    y = anti_alias_activation_forward(x, alpha, beta, f, f, alpha_logscale, out=out, **kwargs)
+    assert y is out
+    return y
+
+
+def assert_matches_definition(y, x, alpha, beta, alpha_logscale):
+    """SPEC.md's standard for y = kernel(x): float32 2e-5 / rel-L2 1e-6, half types 1 ulp."""
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert_close_to_definition(y, definition(x, alpha, beta, alpha_logscale))
+
+
+# --- forward ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("alpha_logscale", [True, False], ids=["log", "linear"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 12, 13, 127, 128, 129, 3001])
+def test_forward_matches_definition(T, snake_beta, alpha_logscale, dtype):
+    gen = torch.Generator().manual_seed(1000 * T + 10 * snake_beta + alpha_logscale)
+    x = make_input((2, 3, T), dtype, gen)
+    alpha, beta = make_params(3, snake_beta, alpha_logscale, gen)
+    y = forward(x, alpha, beta, alpha_logscale)
+    assert_matches_definition(y, x, alpha, beta, alpha_logscale)
+
+
+@pytest.mark.parametrize("use_gather", [True, False], ids=["gather", "recompute"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+@pytest.mark.parametrize("T", [1, 7, 16, 21, 22, 23, 64, 101])
+def test_forward_many_tiles(T, snake_beta, use_gather):
+    """16-sample tiles: interior tiles, tile edges and partial last tiles, both ways of sharing z."""
+    gen = torch.Generator().manual_seed(T + 7 * snake_beta)
+    x = make_input((2, 2, T), torch.float32, gen)
+    alpha, beta = make_params(2, snake_beta, True, gen)
+    y = forward(x, alpha, beta, True, block_t=16, use_gather=use_gather)
+    assert_matches_definition(y, x, alpha, beta, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_forward_half_many_tiles(dtype):
+    gen = torch.Generator().manual_seed(3)
+    x = make_input((1, 3, 70), dtype, gen)
+    alpha, beta = make_params(3, True, True, gen)
+    y = forward(x, alpha, beta, True, block_t=32)
+    assert_matches_definition(y, x, alpha, beta, True)
+
+
+@pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float16, torch.float64], ids=lambda d: str(d).split(".")[-1])
+def test_forward_parameters_of_other_dtypes(param_dtype):
+    """Parameters are read in their own dtype and converted to float32 in the kernel."""
+    gen = torch.Generator().manual_seed(4)
+    x = make_input((1, 4, 33), torch.float32, gen)
+    alpha, beta = make_params(4, True, True, gen, dtype=param_dtype)
+    y = forward(x, alpha, beta, True)
+    assert_matches_definition(y, x, alpha, beta, True)
+
+
+def test_forward_custom_filters():
+    """Up- and downsample taps are separate arguments, neither assumed symmetric."""
+    gen = torch.Generator().manual_seed(5)
+    x = make_input((1, 2, 40), torch.float32, gen)
+    alpha, beta = make_params(2, True, True, gen)
+    up = torch.randn(12, generator=gen).to(DEVICE)
+    down = torch.randn(12, generator=gen).to(DEVICE)
+    out = poisoned_like(x)
+    y = anti_alias_activation_forward(x, alpha, beta, up, down, True, out=out, block_t=16)
+    expected = definition(x, alpha, beta, True, up, down)
+    err = (y.double().cpu() - expected).abs()
+    tol = 2e-5 * max(1.0, float(expected.abs().max()))
+    assert err.max() <= tol, describe_mismatch(y, expected, tol)
+
+
+def test_forward_goldens():
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(GOLDEN, "pt") as f:
+        cases = json.loads(f.metadata()["cases"])
+    tensors = load_file(GOLDEN)
+    f32 = tensors["filter"].reshape(-1).float().contiguous().to(DEVICE)
+    assert len(cases) >= 8
+    for case in cases:
+        name = case["name"]
+        x = tensors[f"{name}.x"].float().to(DEVICE)
+        alpha = tensors[f"{name}.alpha"].float().to(DEVICE)
+        beta = tensors[f"{name}.beta"].float().to(DEVICE) if f"{name}.beta" in tensors else None
+        assert (beta is None) == (case["activation"] == "snake")
+        expected = tensors[f"{name}.y"]
+        out = poisoned_like(x)
+        y = anti_alias_activation_forward(x, alpha, beta, f32, f32, case["alpha_logscale"], out=out)
+        err = (y.double().cpu() - expected).abs()
+        assert err.max() <= 2e-5, f"{name} {case}: " + describe_mismatch(y, expected, 2e-5)
+
+
+def test_forward_non_contiguous_through_fused_op():
+    """ops.fused makes the input contiguous once; the launcher refuses strided input."""
+    from bigvgan_fast import ops
+
+    gen = torch.Generator().manual_seed(6)
+    base = make_input((2, 45, 4), torch.float32, gen)
+    x = base.transpose(1, 2)[:, 1:, 3:42]  # (2, 3, 39), strided and offset
+    assert not x.is_contiguous()
+    alpha, beta = make_params(3, True, True, gen)
+    f = taps()
+    y = ops.fused("triton", x, alpha, beta, f, f, True)
+    assert_matches_definition(y, x, alpha, beta, True)
+    with pytest.raises(ValueError, match="contiguous"):
+        anti_alias_activation_forward(x, alpha, beta, f, f, True)
+
+
+# --- backward ---------------------------------------------------------------------------------
+
+
+def reference_grads(grad_y, x, alpha, beta, alpha_logscale):
+    """torch.autograd through the reference path, in float64."""
+    f = taps(x.device).double()
+    x64 = x.detach().double().requires_grad_()
+    alpha64 = alpha.detach().double().requires_grad_()
+    beta64 = None if beta is None else beta.detach().double().requires_grad_()
+    y = anti_alias_activation_ref(
+        x64, alpha64, beta64, alpha_logscale=alpha_logscale, upsample_filter=f, downsample_filter=f
+    )
+    inputs = [x64, alpha64] + ([] if beta64 is None else [beta64])
+    grads = torch.autograd.grad(y, inputs, grad_y.double())
+    return grads[0], grads[1], None if beta is None else grads[2]
+
+
+def backward(grad_y, x, alpha, beta, alpha_logscale, **kwargs):
+    f = taps(x.device)
+    out = poisoned_like(x)
+    grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(
+        grad_y, x, alpha, beta, f, f, alpha_logscale, True, True, out=out, **kwargs
+    )
+    assert grad_x is out
+    return grad_x, grad_alpha, grad_beta
+
+
+def assert_grads_close(got, expected, alpha, beta):
+    grad_x, grad_alpha, grad_beta = got
+    ref_x, ref_alpha, ref_beta = expected
+    assert not grad_x.isnan().any(), describe_mismatch(grad_x, ref_x, 0)
+    tol = 2e-5 * torch.clamp(ref_x.abs().cpu(), min=1.0)
+    err = (grad_x.double().cpu() - ref_x.cpu()).abs()
+    assert (err <= tol).all(), describe_mismatch(grad_x, ref_x, tol)
+    rel = (grad_x.double().cpu() - ref_x.cpu()).norm() / ref_x.norm().clamp_min(1e-30)
+    assert rel <= 1e-5, f"grad_x relative L2 error {rel:.3g}"
+    assert grad_alpha.dtype == alpha.dtype and grad_alpha.shape == alpha.shape
+    rel_alpha = (grad_alpha.double() - ref_alpha).norm() / ref_alpha.norm()
+    assert rel_alpha <= 1e-5, f"grad_alpha relative error {rel_alpha:.3g}: {grad_alpha} vs {ref_alpha}"
+    if beta is None:
+        assert grad_beta is None
+    else:
+        assert grad_beta.dtype == beta.dtype and grad_beta.shape == beta.shape
+        rel_beta = (grad_beta.double() - ref_beta).norm() / ref_beta.norm()
+        assert rel_beta <= 1e-5, f"grad_beta relative error {rel_beta:.3g}: {grad_beta} vs {ref_beta}"
+
+
+@pytest.mark.parametrize("alpha_logscale", [True, False], ids=["log", "linear"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 13, 129])
+def test_backward_matches_autograd(T, snake_beta, alpha_logscale):
+    gen = torch.Generator().manual_seed(2000 * T + 10 * snake_beta + alpha_logscale)
+    x = make_input((2, 3, T), torch.float32, gen)
+    alpha, beta = make_params(3, snake_beta, alpha_logscale, gen)
+    # A non-contiguous gradient, as autograd may hand over.
+    grad_y = torch.randn(2, T, 3, generator=gen).to(DEVICE).transpose(1, 2)
+    got = backward(grad_y, x, alpha, beta, alpha_logscale)
+    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, alpha_logscale), alpha, beta)
+
+
+@pytest.mark.parametrize("use_gather", [True, False], ids=["gather", "recompute"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+@pytest.mark.parametrize("T", [7, 22, 53])
+def test_backward_many_tiles(T, snake_beta, use_gather):
+    gen = torch.Generator().manual_seed(3000 + T + 7 * snake_beta)
+    x = make_input((1, 2, T), torch.float32, gen)
+    alpha, beta = make_params(2, snake_beta, True, gen)
+    grad_y = torch.randn(1, 2, T, generator=gen).to(DEVICE)
+    got = backward(grad_y, x, alpha, beta, True, block_t=16, use_gather=use_gather)
+    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, True), alpha, beta)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_backward_half_grad_x(dtype):
+    """grad_x in the input dtype, computed in float32 and rounded once."""
+    gen = torch.Generator().manual_seed(8)
+    x = make_input((1, 3, 40), dtype, gen)
+    alpha, beta = make_params(3, True, True, gen)
+    grad_y = torch.randn(1, 3, 40, generator=gen).to(dtype).to(DEVICE)
+    grad_x, grad_alpha, grad_beta = backward(grad_y, x, alpha, beta, True, block_t=16)
+    ref_x, ref_alpha, ref_beta = reference_grads(grad_y, x, alpha, beta, True)
+    assert grad_x.dtype == dtype and grad_alpha.dtype == torch.float32
+    assert_close_to_definition(grad_x, ref_x)
+    assert (grad_alpha.double() - ref_alpha).norm() / ref_alpha.norm() <= 1e-5
+    assert (grad_beta.double() - ref_beta).norm() / ref_beta.norm() <= 1e-5
+
+
+def test_backward_selected_parameter_grads():
+    gen = torch.Generator().manual_seed(9)
+    x = make_input((1, 2, 20), torch.float32, gen)
+    alpha, beta = make_params(2, True, True, gen)
+    grad_y = torch.randn(1, 2, 20, generator=gen).to(DEVICE)
+    f = taps()
+    ref = reference_grads(grad_y, x, alpha, beta, True)
+    grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, False)
+    assert grad_alpha is None and grad_beta is None
+    assert (grad_x.double().cpu() - ref[0].cpu()).abs().max() <= 2e-5
+    _, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, True)
+    assert grad_alpha is None and (grad_beta.double() - ref[2]).norm() / ref[2].norm() <= 1e-5
+
+
+def test_backward_parameter_grads_are_deterministic():
+    gen = torch.Generator().manual_seed(10)
+    x = make_input((3, 2, 50), torch.float32, gen)
+    alpha, beta = make_params(2, True, True, gen)
+    grad_y = torch.randn(3, 2, 50, generator=gen).to(DEVICE)
+    first = backward(grad_y, x, alpha, beta, True, block_t=16)
+    second = backward(grad_y, x, alpha, beta, True, block_t=16)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+# --- GPU --------------------------------------------------------------------------------------
+
+# (C, T) of every activation of bigvgan_v2_22khz_80band_256x at 256 mel frames.
+MODEL_SHAPES = [(768, 1024), (384, 4096), (192, 8192), (96, 16384), (48, 32768), (24, 65536)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("C,T", MODEL_SHAPES)
+def test_gpu_model_shapes(C, T, dtype):
+    gen = torch.Generator().manual_seed(C + T)
+    x = make_input((1, C, T), dtype, gen)
+    alpha, beta = make_params(C, True, True, gen)
+    y = forward(x, alpha, beta, True)
+    assert_matches_definition(y, x, alpha, beta, True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_gpu_recompute_path_and_odd_shapes(snake_beta):
+    gen = torch.Generator().manual_seed(12)
+    x = make_input((3, 5, 70001), torch.float32, gen)
+    alpha, beta = make_params(5, snake_beta, False, gen)
+    for use_gather in (True, False):
+        y = forward(x, alpha, beta, False, use_gather=use_gather)
+        assert_matches_definition(y, x, alpha, beta, False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_gpu_backward(snake_beta):
+    gen = torch.Generator().manual_seed(13)
+    x = make_input((2, 48, 4099), torch.float32, gen)
+    alpha, beta = make_params(48, snake_beta, True, gen)
+    grad_y = torch.randn(2, 4099, 48, generator=gen).to(DEVICE).transpose(1, 2)
+    expected = reference_grads(grad_y, x, alpha, beta, True)
+    for use_gather in (True, False):
+        first = backward(grad_y, x, alpha, beta, True, use_gather=use_gather)
+        assert_grads_close(first, expected, alpha, beta)
+        second = backward(grad_y, x, alpha, beta, True, use_gather=use_gather)
+        for a, b in zip(first, second):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+def test_gpu_row_longer_than_int32():
+    """B*C*T > 2**31: offsets must be 64-bit. Checks windows at the start, around 2**31 and the end."""
+    T = 2**31 + 7
+    free, _ = torch.cuda.mem_get_info()
+    if free < 3 * 2 * T:
+        pytest.skip(f"needs {3 * 2 * T / 2**30:.1f} GiB of free GPU memory")
+    x = torch.empty(1, 1, T, dtype=torch.bfloat16, device="cuda")
+    x.normal_(0.0, 3.0, generator=torch.Generator("cuda").manual_seed(14)).clamp_(-10, 10)
+    gen = torch.Generator().manual_seed(14)
+    alpha, beta = make_params(1, True, True, gen)
+    y = forward(x, alpha, beta, True)
+    W = 300
+    windows = [(0, W, 0, W - 6), (2**31 - W, 2**31 + W, 2**31 - W + 6, 2**31 + W - 6), (T - W, T, T - W + 6, T)]
+    for start, stop, keep_start, keep_stop in windows:
+        # y[t] reads x[t-6 .. t+6]: a window of x gives exact y away from its cut ends.
+        expected = definition(x[..., start:stop].cpu(), alpha, beta, True)[..., keep_start - start : keep_stop - start]
+        got = y[..., keep_start:keep_stop].cpu()
+        assert not got.isnan().any(), f"unwritten samples in [{keep_start}, {keep_stop})"
+        assert_close_to_definition(got, expected)
