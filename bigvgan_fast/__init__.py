@@ -5,6 +5,7 @@ fused into one Triton or CUDA kernel, and a pure-PyTorch reference path that eve
 checked against.
 """
 
+from .accelerate import accelerate
 from .activation import anti_alias_activation, anti_alias_activation_ref, kaiser_sinc_filter1d
 from .dispatch import BackendUnavailableError, backends
 from .checkpoint import CheckpointError, DownloadError, convert, download
@@ -12,6 +13,7 @@ from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError,
 from .generator import BigVGAN
 from .mel import mel_spectrogram
 from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
+from .streaming import receptive_field_frames, stream, synthesize
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "DownloadError",
     "Snake",
     "SnakeBeta",
+    "accelerate",
     "anti_alias_activation",
     "anti_alias_activation_ref",
     "available_configs",
@@ -38,4 +41,7 @@ __all__ = [
     "kaiser_sinc_filter1d",
     "load_config",
     "mel_spectrogram",
+    "receptive_field_frames",
+    "stream",
+    "synthesize",
 ]

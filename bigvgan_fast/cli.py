@@ -92,10 +92,15 @@ def cmd_vocode(args) -> int:
         raise ValueError(f"{args.input}: input must be a .wav, .npy or .pt file")
     dtype = DTYPES[args.dtype]
     frames = mel.shape[-1]
-    _progress(f"vocoding {frames} mel frames ({frames * h.hop_size / h.sampling_rate:.2f} s of audio)")
+    _progress(f"vocoding {frames} mel frames ({frames * h.upsample_factor / h.sampling_rate:.2f} s of audio)")
     start = time.perf_counter()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        audio = model(mel.to(device))
+
+    def progress(done, total):
+        _progress(f"\r  {done}/{total} frames", end="\n" if done == total else "")
+
+    # Long inputs go in exact chunks (memory bounded by the chunk), with progress.
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        audio = model.synthesize(mel.to(device), chunk_frames=args.chunk_frames, progress=progress if frames > args.chunk_frames else None)
     if device.type == "cuda":
         torch.cuda.synchronize()
     _progress(f"done in {time.perf_counter() - start:.2f} s")
@@ -229,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "cuda"])
+    p.add_argument("--chunk-frames", type=int, default=1024, help="vocode long inputs in exact chunks of this many frames")
     p.set_defaults(func=cmd_vocode)
 
     p = sub.add_parser("bench", help="time the generator with random weights (no download)")

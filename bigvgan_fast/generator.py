@@ -107,6 +107,29 @@ class BigVGAN(nn.Module):
         remove_weight_norm(self)
         return self
 
+    # --- long and live inputs (bigvgan_fast.streaming) -------------------------------------------
+
+    @property
+    def receptive_field_frames(self) -> int:
+        """Mel frames of context on each side that make chunked synthesis exact."""
+        from .streaming import receptive_field_frames
+
+        return receptive_field_frames(self.config)
+
+    def synthesize(self, mel: torch.Tensor, chunk_frames: int | None = None, context_frames: int | None = None, progress=None) -> torch.Tensor:
+        """Vocode a mel of any length in chunks; equal to ``self(mel)`` up to float rounding, with peak
+        memory set by the chunk (see :func:`bigvgan_fast.streaming.synthesize`)."""
+        from .streaming import DEFAULT_CHUNK_FRAMES, synthesize
+
+        chunk_frames = DEFAULT_CHUNK_FRAMES if chunk_frames is None else chunk_frames
+        return synthesize(self, mel, chunk_frames=chunk_frames, context_frames=context_frames, progress=progress)
+
+    def stream(self, frames, lookahead_frames: int | None = None, **kwargs):
+        """Yield audio as mel frames arrive (see :func:`bigvgan_fast.streaming.stream`)."""
+        from .streaming import stream
+
+        return stream(self, frames, lookahead_frames=lookahead_frames, **kwargs)
+
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod

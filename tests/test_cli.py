@@ -63,7 +63,9 @@ def test_vocode_mel_file(model_dir, tmp_path, layout):
     mel = torch.randn(80, 7) if layout.startswith("2d") else torch.randn(1, 80, 7)
     path = tmp_path / f"mel.{layout.split('.')[1]}"
     np.save(path, mel.numpy()) if path.suffix == ".npy" else torch.save(mel, path)
-    run("vocode", str(path), str(tmp_path / "out.wav"), "--model", str(model_dir))
+    # Chunks of 3 frames: the exact chunked path, with progress, must give the whole-sequence output.
+    proc = run("vocode", str(path), str(tmp_path / "out.wav"), "--model", str(model_dir), "--chunk-frames", "3")
+    assert "7/7 frames" in proc.stderr
     audio, rate = read_wav(tmp_path / "out.wav")
     assert audio.numel() == 7 * 256
     # Same samples as the Python API (to 16-bit PCM rounding).

@@ -1,0 +1,154 @@
+"""Drop-in acceleration of a BigVGAN model you already have: ``accelerate(model)``.
+
+``accelerate`` walks any ``nn.Module`` tree and makes every anti-aliased activation with the
+official structure run :func:`bigvgan_fast.anti_alias_activation` (one fused kernel) instead of its
+three-step upsample / Snake / downsample path. It works on NVIDIA's ``bigvgan.BigVGAN``
+(``use_cuda_kernel`` False or True: the CUDA-kernel ``Activation1d`` has the same attributes and
+buffers), on ``bigvgan_fast.BigVGAN`` and on any tree that copies the official module layout.
+
+An activation is recognised by its attributes, not its class (duck typing), as in the official code:
+
+- ``act`` with a parameter ``alpha`` (and ``beta`` for SnakeBeta) and a flag ``alpha_logscale``;
+  ``act`` must compute Snake (``beta`` absent or None) or SnakeBeta, which the attributes promise;
+- ``upsample.filter`` and ``downsample.lowpass.filter``.
+
+It is fused when both filters have 12 taps and both ratios are 2 (``upsample.ratio``,
+``downsample.ratio``, ``up_ratio``, ``down_ratio`` and ``downsample.lowpass.stride``, where
+present), i.e. every activation of every published BigVGAN. Others keep their own path and are
+counted in one warning.
+
+The change is in place and touches no parameter or buffer: each fused module's ``forward`` is
+replaced, on that instance only, by a ``functools.partial`` of :func:`_fused_forward` that reads
+``act.alpha``, ``act.beta`` and the two filters at every call. The state dict is unchanged,
+``load_state_dict`` keeps working (new weights are used by the next call), the model still pickles
+and deep-copies, and calling ``accelerate`` again only sets the backend. ``bigvgan_fast``'s own
+``Activation1d`` already calls the fused op: there ``accelerate`` sets its ``backend``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+from torch import nn
+
+from .activation import FILTER_TAPS, RATIO, anti_alias_activation
+from .dispatch import BACKENDS
+from .modules import Activation1d
+
+# Instance attribute of a fused module: the backend its fused forward asks for.
+BACKEND_ATTRIBUTE = "_bigvgan_fast_backend"
+
+
+def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    act = module.act
+    return anti_alias_activation(
+        x,
+        act.alpha,
+        getattr(act, "beta", None),
+        alpha_logscale=bool(act.alpha_logscale),
+        backend=getattr(module, BACKEND_ATTRIBUTE),
+        upsample_filter=module.upsample.filter,
+        downsample_filter=module.downsample.lowpass.filter,
+    )
+
+
+def is_anti_aliased_activation(module: nn.Module) -> bool:
+    """Whether ``module`` has the official anti-aliased activation's structure (fusable or not)."""
+    act = getattr(module, "act", None)
+    downsample = getattr(module, "downsample", None)
+    return (
+        act is not None
+        and hasattr(act, "alpha")
+        and hasattr(act, "alpha_logscale")
+        and hasattr(getattr(module, "upsample", None), "filter")
+        and hasattr(getattr(downsample, "lowpass", None), "filter")
+    )
+
+
+def _unfusable_reason(module: nn.Module) -> str | None:
+    """Why the fused op cannot compute this activation, or None when it can."""
+    act = module.act
+    alpha, beta = act.alpha, getattr(act, "beta", None)
+    if not isinstance(alpha, torch.Tensor) or alpha.dim() != 1:
+        return "act.alpha is not a 1-D per-channel tensor"
+    if beta is not None and (not isinstance(beta, torch.Tensor) or beta.shape != alpha.shape):
+        return "act.beta is not a per-channel tensor shaped like act.alpha"
+    ratios = {
+        "upsample.ratio": getattr(module.upsample, "ratio", RATIO),
+        "downsample.ratio": getattr(module.downsample, "ratio", RATIO),
+        "up_ratio": getattr(module, "up_ratio", RATIO),
+        "down_ratio": getattr(module, "down_ratio", RATIO),
+        "downsample.lowpass.stride": getattr(module.downsample.lowpass, "stride", RATIO),
+    }
+    for name, ratio in ratios.items():
+        if ratio != RATIO:
+            return f"{name} is {ratio}, the fused op resamples by {RATIO}"
+    filters = {"upsample.filter": module.upsample.filter, "downsample.lowpass.filter": module.downsample.lowpass.filter}
+    for name, taps in filters.items():
+        if not isinstance(taps, torch.Tensor) or taps.numel() != FILTER_TAPS:
+            size = taps.numel() if isinstance(taps, torch.Tensor) else type(taps).__name__
+            return f"{name} has {size} taps, the fused op takes {FILTER_TAPS}"
+    padding_mode = getattr(module.downsample.lowpass, "padding_mode", "replicate")
+    if padding_mode != "replicate":
+        return f"downsample.lowpass pads with {padding_mode!r}, the fused op replicates"
+    if isinstance(module, Activation1d) and not module.fusable:
+        return "its act is not bigvgan_fast's Snake or SnakeBeta"
+    return None
+
+
+def accelerate(model: nn.Module, backend: str = "auto") -> int:
+    """Make every official-structure anti-aliased activation in ``model`` run the fused op, in place.
+
+    Args:
+        model: any ``nn.Module`` tree, e.g. NVIDIA's ``bigvgan.BigVGAN`` or ``bigvgan_fast.BigVGAN``.
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"``, as for
+            :func:`bigvgan_fast.anti_alias_activation`; it applies at each call, so an explicit
+            backend that cannot run on the input's device raises there, with the reason.
+
+    Returns:
+        The number of activations that now run the fused op (the same on a second call).
+
+    Raises:
+        ValueError: ``backend`` is unknown, or ``model`` holds no activation the fused op can run.
+
+    Warns:
+        RuntimeWarning: some activations (other ratios or filter sizes) keep their own path.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    fusable, skipped = [], []
+    for name, module in model.named_modules():
+        if not is_anti_aliased_activation(module):
+            continue
+        reason = _unfusable_reason(module)
+        if reason is None:
+            fusable.append(module)
+        else:
+            skipped.append(f"{name or type(module).__name__}: {reason}")
+    if not fusable:
+        found = (
+            f"its {len(skipped)} anti-aliased activation(s) cannot be fused ({'; '.join(skipped[:3])})"
+            if skipped
+            else "it has none (a module with act.alpha, act.alpha_logscale, upsample.filter and downsample.lowpass.filter)"
+        )
+        raise ValueError(f"accelerate found no anti-aliased activation to fuse in {type(model).__name__}: {found}")
+    for module in fusable:
+        if isinstance(module, Activation1d):
+            module.backend = backend
+            continue
+        setattr(module, BACKEND_ATTRIBUTE, backend)
+        current = module.__dict__.get("forward")
+        if not (isinstance(current, functools.partial) and current.func is _fused_forward):
+            module.forward = functools.partial(_fused_forward, module)
+    if skipped:
+        shown = "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        warnings.warn(
+            f"accelerate left {len(skipped)} anti-aliased activation(s) on their own (unfused) path: {shown}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return len(fusable)
