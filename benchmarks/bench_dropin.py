@@ -30,6 +30,8 @@ import warnings
 
 import torch
 
+from bigvgan_fast.timing import median_ms
+
 from bigvgan_fast import BigVGAN, load_config
 from bigvgan_fast.accelerate import accelerate
 from bigvgan_fast.dispatch import resolve
@@ -69,23 +71,7 @@ def sync(device):
 
 def time_ms(fn, device, warmup: int, repeats: int) -> tuple[float, list[float]]:
     """Median milliseconds of ``fn()`` (CUDA events on a GPU, perf_counter on a CPU)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), times
+    return median_ms(fn, device, warmup, repeats)
 
 
 def time_model(model, mels, device, warmup, repeats):

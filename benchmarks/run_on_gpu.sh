@@ -13,7 +13,8 @@ step() { echo "== $* ($(date +%T))" | tee -a "$OUT/steps.log"; }
 
 step install
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-# The official package is only a benchmark baseline: a wheel carried in wheels/ if present.
+# The official package is only a benchmark baseline: a wheel carried in wheels/ if present
+# (pip download --no-deps -d wheels bigvgan==2.4.1 on a machine with network; carry "wheels").
 ls wheels/bigvgan-*.whl >/dev/null 2>&1 && pip install --no-deps --no-index wheels/bigvgan-*.whl > "$OUT/pip-bigvgan.log" 2>&1
 BIGVGAN_FAST_BUILD_CUDA=1 pip install --no-build-isolation --no-deps -v -e . > "$OUT/pip-install.log" 2>&1 \
   || { echo "install failed: tail of $OUT/pip-install.log"; tail -40 "$OUT/pip-install.log"; }

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -112,22 +111,9 @@ def cmd_vocode(args) -> int:
 # --- bench ---------------------------------------------------------------------------------------
 
 
-def _timed(fn, device: torch.device) -> float:
-    """Milliseconds of one call (device events on CUDA)."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    start_s = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start_s) * 1e3
-
-
 def cmd_bench(args) -> int:
     from .generator import BigVGAN
+    from .timing import median_ms
 
     device = _device(args.device)
     on_gpu = device.type == "cuda"
@@ -145,16 +131,9 @@ def cmd_bench(args) -> int:
         with torch.inference_mode():
             model(mel)
 
-    times = []
-    for i in range(warmup + repeats):
-        label = "warm-up" if i < warmup else "run"
-        _progress(f"\r{label} {i + 1 - (warmup if i >= warmup else 0)}/{warmup if i < warmup else repeats}   ", end="")
-        t = _timed(run, device)
-        if i >= warmup:
-            times.append(t)
+    median, _ = median_ms(run, device, warmup, repeats, lambda phase, i, n: _progress(f"\r{phase} {i}/{n}   ", end=""))
     _progress("")
-    median_ms = statistics.median(times)
-    khz = samples / median_ms
+    khz = samples / median
     result = {
         "config": args.config,
         "device": torch.cuda.get_device_name(device) if on_gpu else f"cpu ({platform.processor() or platform.machine()})",
@@ -163,7 +142,7 @@ def cmd_bench(args) -> int:
         "batch": args.batch,
         "frames": frames,
         "output_samples": samples,
-        "median_ms": median_ms,
+        "median_ms": median,
         "khz": khz,
         "x_real_time": khz * 1e3 / h.sampling_rate,
         "repeats": repeats,
@@ -171,7 +150,7 @@ def cmd_bench(args) -> int:
     }
     print(
         f"{args.config} | {result['device']} | {args.dtype} | backend {args.backend} | batch {args.batch} x {frames} frames\n"
-        f"median {median_ms:.2f} ms over {repeats} runs: {khz:,.1f} kHz ({result['x_real_time']:,.2f}x real-time)"
+        f"median {median:.2f} ms over {repeats} runs: {khz:,.1f} kHz ({result['x_real_time']:,.2f}x real-time)"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

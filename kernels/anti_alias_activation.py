@@ -194,6 +194,15 @@ def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
 
 
 @triton.jit
+def _load_taps(taps_ptr, SCALE: tl.constexpr):
+    """The 12 filter taps as scalars, times SCALE (2 folds the upsample's gain into its taps)."""
+    return (SCALE * tl.load(taps_ptr + 0), SCALE * tl.load(taps_ptr + 1), SCALE * tl.load(taps_ptr + 2),
+            SCALE * tl.load(taps_ptr + 3), SCALE * tl.load(taps_ptr + 4), SCALE * tl.load(taps_ptr + 5),
+            SCALE * tl.load(taps_ptr + 6), SCALE * tl.load(taps_ptr + 7), SCALE * tl.load(taps_ptr + 8),
+            SCALE * tl.load(taps_ptr + 9), SCALE * tl.load(taps_ptr + 10), SCALE * tl.load(taps_ptr + 11))
+
+
+@triton.jit
 def _tap_vectors(taps_ptr, SCALE: tl.constexpr):
     """SCALE * taps of the even and odd phase per neighbour d = -3..4 (index d + 3): k = 2d+5, 2d+6."""
     d = tl.arange(0, 8) - 3
@@ -218,30 +227,8 @@ def _anti_alias_activation_forward_kernel(
     row_start, t0, lo, hi, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                                                         HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
     inv_b = 1.0 / (b + SNAKE_EPS)
-    u0 = 2.0 * tl.load(up_ptr + 0)
-    u1 = 2.0 * tl.load(up_ptr + 1)
-    u2 = 2.0 * tl.load(up_ptr + 2)
-    u3 = 2.0 * tl.load(up_ptr + 3)
-    u4 = 2.0 * tl.load(up_ptr + 4)
-    u5 = 2.0 * tl.load(up_ptr + 5)
-    u6 = 2.0 * tl.load(up_ptr + 6)
-    u7 = 2.0 * tl.load(up_ptr + 7)
-    u8 = 2.0 * tl.load(up_ptr + 8)
-    u9 = 2.0 * tl.load(up_ptr + 9)
-    u10 = 2.0 * tl.load(up_ptr + 10)
-    u11 = 2.0 * tl.load(up_ptr + 11)
-    d0 = tl.load(down_ptr + 0)
-    d1 = tl.load(down_ptr + 1)
-    d2 = tl.load(down_ptr + 2)
-    d3 = tl.load(down_ptr + 3)
-    d4 = tl.load(down_ptr + 4)
-    d5 = tl.load(down_ptr + 5)
-    d6 = tl.load(down_ptr + 6)
-    d7 = tl.load(down_ptr + 7)
-    d8 = tl.load(down_ptr + 8)
-    d9 = tl.load(down_ptr + 9)
-    d10 = tl.load(down_ptr + 10)
-    d11 = tl.load(down_ptr + 11)
+    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11 = _load_taps(up_ptr, 2.0)
+    d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11 = _load_taps(down_ptr, 1.0)
     down_even, down_odd = _tap_vectors(down_ptr, 1.0)
 
     x_tile = x_ptr + row_start
@@ -394,30 +381,8 @@ def _anti_alias_activation_backward_kernel(
     row_start, t0, lo, hi, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                                                         HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
     inv_b = 1.0 / (b + SNAKE_EPS)
-    u0 = 2.0 * tl.load(up_ptr + 0)
-    u1 = 2.0 * tl.load(up_ptr + 1)
-    u2 = 2.0 * tl.load(up_ptr + 2)
-    u3 = 2.0 * tl.load(up_ptr + 3)
-    u4 = 2.0 * tl.load(up_ptr + 4)
-    u5 = 2.0 * tl.load(up_ptr + 5)
-    u6 = 2.0 * tl.load(up_ptr + 6)
-    u7 = 2.0 * tl.load(up_ptr + 7)
-    u8 = 2.0 * tl.load(up_ptr + 8)
-    u9 = 2.0 * tl.load(up_ptr + 9)
-    u10 = 2.0 * tl.load(up_ptr + 10)
-    u11 = 2.0 * tl.load(up_ptr + 11)
-    d0 = tl.load(down_ptr + 0)
-    d1 = tl.load(down_ptr + 1)
-    d2 = tl.load(down_ptr + 2)
-    d3 = tl.load(down_ptr + 3)
-    d4 = tl.load(down_ptr + 4)
-    d5 = tl.load(down_ptr + 5)
-    d6 = tl.load(down_ptr + 6)
-    d7 = tl.load(down_ptr + 7)
-    d8 = tl.load(down_ptr + 8)
-    d9 = tl.load(down_ptr + 9)
-    d10 = tl.load(down_ptr + 10)
-    d11 = tl.load(down_ptr + 11)
+    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11 = _load_taps(up_ptr, 2.0)
+    d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11 = _load_taps(down_ptr, 1.0)
     up_even, up_odd = _tap_vectors(up_ptr, 2.0)
 
     # Gradient the downsample sends to clamped z indices: y[t] reads z[2t+k-5] < 0 for
