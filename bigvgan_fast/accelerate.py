@@ -33,12 +33,33 @@ import warnings
 import torch
 from torch import nn
 
-from .activation import FILTER_TAPS, RATIO, anti_alias_activation
+from .activation import FILTER_TAPS, RATIO, anti_alias_activation, default_filter
 from .dispatch import BACKENDS
 from .modules import Activation1d
 
-# Instance attribute of a fused module: the backend its fused forward asks for.
+# Instance attributes of a fused module: the backend its fused forward asks for, and whether its
+# filters were the standard Kaiser-sinc taps when accelerate() looked.
 BACKEND_ATTRIBUTE = "_bigvgan_fast_backend"
+STANDARD_TAPS_ATTRIBUTE = "_bigvgan_fast_standard_taps"
+
+
+def _is_standard(taps: torch.Tensor) -> bool:
+    """Whether ``taps`` are the standard filter up to the rounding of their dtype (the official code
+    computes them in float32, we in float64: 2.6e-8 apart). A one-time check, on the CPU."""
+    if not taps.is_floating_point() or taps.numel() != FILTER_TAPS:
+        return False
+    tolerance = torch.finfo(taps.dtype).eps
+    taps = taps.detach().reshape(-1).cpu().double()
+    return torch.allclose(taps, default_filter("cpu", torch.float64).view(-1), rtol=0, atol=tolerance)
+
+
+def _taps(module: nn.Module, taps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The taps to fuse with: a model cast to float16 / bfloat16 rounds its filter buffers too; for the
+    standard filter the fused op then takes the exact float32 taps (rounded ones sum to 1.0011 in
+    bfloat16 and cost SPEC's 1-ulp standard)."""
+    if taps.dtype in (torch.float16, torch.bfloat16) and getattr(module, STANDARD_TAPS_ATTRIBUTE, False):
+        return default_filter(x.device, torch.float32)
+    return taps
 
 
 def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +70,8 @@ def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         getattr(act, "beta", None),
         alpha_logscale=bool(act.alpha_logscale),
         backend=getattr(module, BACKEND_ATTRIBUTE),
-        upsample_filter=module.upsample.filter,
-        downsample_filter=module.downsample.lowpass.filter,
+        upsample_filter=_taps(module, module.upsample.filter, x),
+        downsample_filter=_taps(module, module.downsample.lowpass.filter, x),
     )
 
 
@@ -141,6 +162,7 @@ def accelerate(model: nn.Module, backend: str = "auto") -> int:
             module.backend = backend
             continue
         setattr(module, BACKEND_ATTRIBUTE, backend)
+        setattr(module, STANDARD_TAPS_ATTRIBUTE, _is_standard(module.upsample.filter) and _is_standard(module.downsample.lowpass.filter))
         current = module.__dict__.get("forward")
         if not (isinstance(current, functools.partial) and current.func is _fused_forward):
             module.forward = functools.partial(_fused_forward, module)

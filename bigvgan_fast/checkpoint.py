@@ -197,7 +197,11 @@ def convert(src_dir: str | os.PathLike, dtype: str = "float32") -> Path:
     config = load_config(src_dir / CONFIG_FILE)
     pt_path = src_dir / PT_FILE
     model = BigVGAN.from_state_dict(config, load_generator_state_dict(pt_path), source=os.fspath(pt_path), backend="torch")
-    tensors = {k: v.detach().to(SAFETENSORS_DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    # The filter taps stay float32 (see modules._FilterHolder): only the weights are rounded.
+    tensors = {
+        k: v.detach().to(torch.float32 if k.endswith(".filter") else SAFETENSORS_DTYPES[dtype]).contiguous()
+        for k, v in model.state_dict().items()
+    }
     metadata = {"format": "pt", "producer": "bigvgan_fast", "dtype": dtype, "config": json.dumps(config.to_dict())}
     out = src_dir / SAFETENSORS_FILE
     with atomic_write(out) as tmp:

@@ -68,7 +68,7 @@ _MIN_BLOCK_T = 16
 # 114-120 registers (forward / backward, by dtype), no spills.
 _MAX_BLOCK_T_RECOMPUTE = 128
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
-USE_GATHER = True
+USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
 
 
 # --- device helpers ---------------------------------------------------------------------------

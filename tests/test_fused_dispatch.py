@@ -12,7 +12,7 @@ import torch
 import bigvgan_fast
 from bigvgan_fast import BigVGAN, anti_alias_activation, load_config
 from bigvgan_fast.dispatch import problem
-from definition import definition, describe_mismatch
+from definition import assert_close_to_definition, definition, describe_mismatch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
@@ -167,3 +167,46 @@ def test_gpu_generator_auto_backend_matches_torch_on_the_golden():
         audio = model(io["mel"].float().cuda())
     rel = (audio.double().cpu() - io["audio"]).norm() / io["audio"].norm()
     assert rel <= 1e-5, f"relative L2 {rel:.3g}"
+
+
+def _look_alike_activation(C):
+    """An activation with the official attribute layout and plain buffers (as NVIDIA's modules)."""
+    from torch import nn
+
+    from bigvgan_fast.activation import kaiser_sinc_filter1d
+
+    module = nn.Module()
+    module.act = bigvgan_fast.SnakeBeta(C, alpha_logscale=True)
+    module.upsample, module.downsample = nn.Module(), nn.Module()
+    module.upsample.register_buffer("filter", kaiser_sinc_filter1d(0.25, 0.3, 12))
+    module.downsample.lowpass = nn.Module()
+    module.downsample.lowpass.register_buffer("filter", kaiser_sinc_filter1d(0.25, 0.3, 12))
+    module.forward = lambda x: pytest.fail("accelerate did not replace forward")
+    return module
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("kind", ["ours", "accelerated look-alike"])
+def test_half_precision_model_fuses_with_float32_taps(dtype, kind):
+    """A model cast to bf16/fp16 rounds its filter buffers; the fused op must still meet SPEC's
+    1-ulp standard (rounded bf16 taps sum to 1.0011 and fail it on ~9% of samples)."""
+    C, T = 3, 40
+    gen = torch.Generator().manual_seed(12)
+    if kind == "ours":
+        module = bigvgan_fast.Activation1d(bigvgan_fast.SnakeBeta(C, alpha_logscale=True), backend="triton")
+    else:
+        module = _look_alike_activation(C)
+        assert bigvgan_fast.accelerate(module, backend="triton") == 1
+    with torch.no_grad():
+        module.act.alpha.copy_(0.3 * torch.randn(C, generator=gen))
+        module.act.beta.copy_(0.3 * torch.randn(C, generator=gen))
+    module = module.to(device=DEVICE, dtype=dtype)
+    if kind == "ours":
+        assert module.upsample.filter.dtype == module.downsample.lowpass.filter.dtype == torch.float32
+    else:
+        assert module.upsample.filter.dtype == dtype  # the look-alike's buffers are rounded
+    x = torch.clamp(3 * torch.randn(2, C, T, generator=gen), -10, 10).to(DEVICE, dtype)
+    with torch.no_grad():
+        out = module.forward(x)
+    assert out.dtype == dtype
+    assert_close_to_definition(out, definition(x, module.act.alpha, module.act.beta))
