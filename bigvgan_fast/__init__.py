@@ -5,6 +5,7 @@ fused into one Triton or CUDA kernel, and a pure-PyTorch reference path that eve
 checked against.
 """
 
+from . import ops  # noqa: F401  (registers the fused ops with torch.library, at import)
 from .accelerate import accelerate
 from .activation import anti_alias_activation, anti_alias_activation_ref, kaiser_sinc_filter1d
 from .dispatch import BackendUnavailableError, backends

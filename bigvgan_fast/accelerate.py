@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .activation import FILTER_TAPS, RATIO, anti_alias_activation, default_filter
-from .dispatch import BACKENDS
+from .dispatch import check_backend_name
 from .modules import Activation1d
 
 # Instance attributes of a fused module: the backend its fused forward asks for, and whether its
@@ -139,8 +139,7 @@ def accelerate(model: nn.Module, backend: str = "auto") -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    check_backend_name(backend)
     fusable, skipped = [], []
     for name, module in model.named_modules():
         if not is_anti_aliased_activation(module):

@@ -63,10 +63,10 @@ def _triton_problem(device_type: str) -> str | None:
 def _cuda_problem(device_type: str) -> str | None:
     problem = _import_problem("bigvgan_fast._C")
     if problem is not None:
-        return (
-            "the CUDA extension is not built (install with a CUDA torch and nvcc: "
-            "pip install --no-build-isolation -e .)"
-        )
+        how = "build it with a CUDA torch and nvcc: pip install --no-build-isolation -e ."
+        if "No module named 'bigvgan_fast._C'" in problem:
+            return f"the CUDA extension is not built ({how})"
+        return f"the CUDA extension does not load: {problem} (built for another torch? rebuild: {how})"
     if device_type != "cuda":
         return f"the CUDA extension runs only on CUDA tensors, not {device_type}"
     return None
@@ -169,8 +169,15 @@ def backends(device: str | torch.device | None = None, dtype: torch.dtype = torc
     for name in BACKENDS:
         reason = problem(name, device_type, dtype, False)
         rows.append({"backend": name, "available": reason is None, "reason": reason or "", "auto": name == auto})
-    override = os.environ.get(ENV_VAR, "").strip()
-    if override:
+    override = _requested("auto")  # validates BIGVGAN_FAST_BACKEND
+    if override != "auto":
         for row in rows:
             row["auto"] = row["backend"] == override
     return rows
+
+
+def check_backend_name(backend: str) -> str:
+    """``backend`` if it names a backend (or "auto"), else a ValueError listing the choices."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(('auto',) + BACKENDS)}")
+    return backend

@@ -90,10 +90,9 @@ class BigVGAN(nn.Module):
 
     def set_backend(self, backend: str) -> "BigVGAN":
         """Run every anti-aliased activation on ``backend`` ("auto", "torch", "triton", "cuda")."""
-        from .dispatch import BACKENDS
+        from .dispatch import check_backend_name
 
-        if backend != "auto" and backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        check_backend_name(backend)
         for act in self.activations():
             act.backend = backend
         return self

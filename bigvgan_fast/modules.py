@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .dispatch import BackendUnavailableError
+from .dispatch import BackendUnavailableError, check_backend_name
 from .activation import (
     FILTER_TAPS,
     RATIO,
@@ -153,7 +153,7 @@ class Activation1d(nn.Module):
         self.act = activation
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
-        self.backend = backend
+        self.backend = check_backend_name(backend)
 
     @property
     def fusable(self) -> bool:

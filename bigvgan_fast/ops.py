@@ -54,20 +54,29 @@ def anti_alias_activation_triton_backward(
     upsample_filter: torch.Tensor,
     downsample_filter: torch.Tensor,
     alpha_logscale: bool,
+    needs_alpha_grad: bool,
+    needs_beta_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(grad_x, grad_alpha, grad_beta); grad_beta is empty for Snake (``beta is None``)."""
+    """(grad_x, grad_alpha, grad_beta); a parameter gradient that is not needed (and grad_beta for
+    Snake, ``beta is None``) comes back empty, and its reduction is skipped."""
     from bigvgan_fast.kernels import anti_alias_activation_backward
 
     grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(
-        grad_y.contiguous(), x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale, True, beta is not None
+        grad_y.contiguous(), x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale,
+        needs_alpha_grad, needs_beta_grad and beta is not None,
     )
-    return grad_x, grad_alpha, alpha.new_empty(0) if grad_beta is None else grad_beta
+    return (
+        grad_x,
+        alpha.new_empty(0) if grad_alpha is None else grad_alpha,  # two empties: outputs may not alias
+        alpha.new_empty(0) if grad_beta is None else grad_beta,
+    )
 
 
 @anti_alias_activation_triton_backward.register_fake
-def _backward_fake(grad_y, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale):
-    grad_beta = alpha.new_empty(0) if beta is None else torch.empty_like(beta)
-    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(alpha), grad_beta
+def _backward_fake(grad_y, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale, needs_alpha_grad, needs_beta_grad):
+    grad_alpha = torch.empty_like(alpha) if needs_alpha_grad else alpha.new_empty(0)
+    grad_beta = torch.empty_like(beta) if beta is not None and needs_beta_grad else alpha.new_empty(0)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), grad_alpha, grad_beta
 
 
 def _setup_context(ctx, inputs, output):
@@ -78,27 +87,34 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_y):
     x, alpha, beta, upsample_filter, downsample_filter = ctx.saved_tensors
+    needs_alpha, needs_beta = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     grad_x, grad_alpha, grad_beta = anti_alias_activation_triton_backward(
-        grad_y, x, alpha, beta, upsample_filter, downsample_filter, ctx.alpha_logscale
+        grad_y, x, alpha, beta, upsample_filter, downsample_filter, ctx.alpha_logscale, needs_alpha, needs_beta
     )
-    return grad_x, grad_alpha, None if beta is None else grad_beta, None, None, None
+    return grad_x, grad_alpha if needs_alpha else None, grad_beta if needs_beta else None, None, None, None
 
 
 anti_alias_activation_triton.register_autograd(_backward, setup_context=_setup_context)
 
-_cuda_fake_registered = False
+def _register_cuda_op() -> bool:
+    """Load the CUDA extension (its C++ registers the op) and give the op its fake implementation and
+    autograd formula. Done at import, never inside a traced function: torch.compile must not meet
+    the registration calls."""
+    try:
+        import bigvgan_fast._C  # noqa: F401
+    except Exception:  # not built, or built for another torch: dispatch reports the import error
+        return False
+    torch.library.register_fake("bigvgan_fast::anti_alias_activation_cuda")(_fake)
+    torch.library.register_autograd("bigvgan_fast::anti_alias_activation_cuda", _backward, setup_context=_setup_context)
+    return True
+
+
+CUDA_OP_REGISTERED = _register_cuda_op()
 
 
 def _cuda_op():
-    global _cuda_fake_registered
-    import bigvgan_fast._C  # noqa: F401  (registers the op with the dispatcher)
-
-    if not _cuda_fake_registered:
-        torch.library.register_fake("bigvgan_fast::anti_alias_activation_cuda")(_fake)
-        torch.library.register_autograd(
-            "bigvgan_fast::anti_alias_activation_cuda", _backward, setup_context=_setup_context
-        )
-        _cuda_fake_registered = True
+    if not CUDA_OP_REGISTERED:
+        import bigvgan_fast._C  # noqa: F401  (raises the import error)
     return torch.ops.bigvgan_fast.anti_alias_activation_cuda.default
 
 

@@ -52,8 +52,11 @@ def test_opcheck_forward_and_backward_ops():
     for b in (beta, None):
         torch.library.opcheck(bigvgan_fast.ops.anti_alias_activation_triton, (x, alpha, b, f, f, True), test_utils=("test_schema", "test_faketensor"))
         torch.library.opcheck(
-            bigvgan_fast.ops.anti_alias_activation_triton_backward, (torch.randn_like(x), x, alpha, b, f, f, False), test_utils=("test_schema", "test_faketensor")
+            bigvgan_fast.ops.anti_alias_activation_triton_backward, (torch.randn_like(x), x, alpha, b, f, f, False, True, True), test_utils=("test_schema", "test_faketensor")
         )
+    # A parameter gradient nobody needs is not computed (empty).
+    grad_x, grad_alpha, grad_beta = bigvgan_fast.ops.anti_alias_activation_triton_backward(torch.randn_like(x), x, alpha, beta, f, f, True, False, True)
+    assert grad_x.shape == x.shape and grad_alpha.numel() == 0 and grad_beta.shape == beta.shape
 
 
 def small_config():
@@ -119,6 +122,18 @@ def test_compiled_training_step_uses_the_registered_backward():
         grads.append({k: p.grad for k, p in model.named_parameters()})
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_frozen_parameters_get_no_gradient_and_x_gets_the_right_one():
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(1, 2, 21, generator=gen).to(DEVICE).requires_grad_()
+    alpha, beta = params(2, gen)
+    grad = torch.randn(1, 2, 21, generator=gen).to(DEVICE)
+    anti_alias_activation(x, alpha, beta, backend="triton").backward(grad)
+    x64 = x.detach().double().requires_grad_()
+    anti_alias_activation(x64, alpha.double(), beta.double(), backend="torch").backward(grad.double())
+    assert alpha.grad is None and beta.grad is None
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=2e-5)
 
 
 def test_auto_in_grad_mode_on_cpu_is_reference():
