@@ -91,6 +91,14 @@ def make_inputs(C: int, L: int, dtype: torch.dtype, seed: int = 0):
     return x, alpha, beta
 
 
+def checkpoint_json(args, partial: dict) -> None:
+    """Write what is measured so far, so that a run cut short by a timeout still leaves its rows."""
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"meta": args.meta, "partial": True, **partial}, f, indent=2)
+
+
 def bench_forward(args) -> dict:
     from triton.testing import do_bench
 
@@ -107,21 +115,32 @@ def bench_forward(args) -> dict:
                 nbytes = 2 * x.numel() * x.element_size()
                 row = {"dtype": dtype_name, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
                 providers = {b: (lambda b=b: anti_alias_activation(x, alpha, beta, backend=b)) for b in args.backends}
+                # The bare ops too, without the public function's checks and dispatch: at 256 frames,
+                # where a kernel takes tens of microseconds, host overhead could decide a comparison.
+                if "triton" in args.backends:
+                    providers["triton_op"] = lambda: bigvgan_fast.ops.anti_alias_activation_triton(x, alpha, beta, f, f, True)
+                if "cuda" in args.backends and problem("cuda", "cuda", dtype, False) is None:
+                    cuda_op = bigvgan_fast.ops._cuda_op()
+                    providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True)
                 if official is not None:
-                    providers["official"] = lambda: official.forward(x, f.view(1, 1, 12).to(dtype), f.view(1, 1, 12).to(dtype), alpha.to(dtype), beta.to(dtype))
+                    # Its arguments as the official Activation1d passes them: taps and parameters in
+                    # the model's dtype, cast here once, outside the timed call.
+                    taps_o, alpha_o, beta_o = f.view(1, 1, 12).to(dtype), alpha.to(dtype), beta.to(dtype)
+                    providers["official"] = lambda: official.forward(x, taps_o, taps_o, alpha_o, beta_o)
                 for name, fn in providers.items():
-                    if name in ("triton", "cuda") and problem(name, "cuda", dtype, False) is not None:
+                    if name.removesuffix("_op") in ("triton", "cuda") and problem(name.removesuffix("_op"), "cuda", dtype, False) is not None:
                         continue
                     ms = do_bench(fn, warmup=25, rep=args.rep_ms, return_mode="median")
                     row[f"{name}_ms"] = ms
                     row[f"{name}_gbps"] = nbytes / ms / 1e6
                     row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
                 rows.append(row)
+                checkpoint_json(args, {"rows": rows})
     return {"rows": rows}
 
 
 def print_forward(result: dict, backends: list[str]) -> None:
-    names = [b for b in backends + ["official"] if any(f"{b}_ms" in r for r in result["rows"])]
+    names = [b for b in backends + [b + "_op" for b in backends] + ["official"] if any(f"{b}_ms" in r for r in result["rows"])]
     head = f"{'dtype':<9}{'frames':>7}{'C x L':>15}" + "".join(f"{n + ' ms':>13}{'%copy':>7}" for n in names)
     if "official" in names:
         head += "".join(f"{'x official (' + n + ')':>22}" for n in names if n != "official")
@@ -166,6 +185,7 @@ def bench_backward(args) -> dict:
                     row[f"{name}_ms"] = ms
                     row[f"{name}_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
                 rows.append(row)
+                checkpoint_json(args, {"rows": rows})
     train = []
     for name in args.backends:
         if name != "torch" and problem(name, "cuda", torch.float32, True) is not None:
@@ -213,6 +233,7 @@ def main() -> int:
         "cuda": torch.version.cuda,
         "config": args.config,
     }
+    args.meta = meta
     if args.backward:
         result = bench_backward(args)
         print(f"# {meta['card']}, {meta['date']}: forward+backward, ms (peak MB)")

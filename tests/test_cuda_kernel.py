@@ -77,9 +77,10 @@ def random_x(shape, dtype, gen):
 
 
 def call_poisoned(op, x, *args):
-    """Call the op after NaN-filling a freed block of the output's size, which the caching allocator
-    hands to the op's output: an element the kernel leaves unwritten stays NaN."""
-    poison = torch.full((x.numel(),), float("nan"), dtype=x.dtype, device=x.device)
+    """Call the op after NaN-filling freed blocks of the output's size, which the caching allocator
+    hands to the op's output: an element the kernel leaves unwritten stays NaN. Two blocks, because
+    a non-contiguous x takes the first for its contiguous copy."""
+    poison = [torch.full((x.numel(),), float("nan"), dtype=x.dtype, device=x.device) for _ in range(2)]
     del poison
     return op(x, *args)
 
