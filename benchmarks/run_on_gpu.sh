@@ -3,9 +3,9 @@
 # (building the CUDA extension), run the GPU tests, run the benchmarks; everything under OUTDIR.
 #   bash benchmarks/run_on_gpu.sh "$OUT"
 # Budget: under 8 minutes on an H100. The steps run most-important first, each under its own
-# timeout (the caps add up to 6.5 minutes after the install, which builds the CUDA extension in
-# about 1.5), and every benchmark writes its rows
-# as it measures them, so a step cut short still leaves what it measured.
+# timeout (the caps add up to 6.5 minutes after the install, whose CUDA build for one arch is not
+# yet timed), and every benchmark writes its rows as it measures them, so a step cut short still
+# leaves what it measured.
 set -uo pipefail
 OUT="${1:?usage: run_on_gpu.sh OUTDIR}"
 mkdir -p "$OUT"
