@@ -195,9 +195,18 @@ def _make_activation(kind: str, channels: int, alpha_logscale: bool, backend: st
     return Activation1d(act, backend=backend)
 
 
-def _conv(channels: int, kernel_size: int, dilation: int, use_weight_norm: bool) -> nn.Conv1d:
-    conv = nn.Conv1d(channels, channels, kernel_size, 1, dilation=dilation, padding=get_padding(kernel_size, dilation))
-    return apply_weight_norm(conv) if use_weight_norm else conv
+def _convs(channels: int, kernel_size: int, dilations: Sequence[int], use_weight_norm: bool) -> nn.ModuleList:
+    """Same-length convolutions, one per dilation, initialised as the official ones."""
+    convs = nn.ModuleList()
+    for d in dilations:
+        conv = nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d))
+        convs.append(apply_weight_norm(conv) if use_weight_norm else conv)
+    convs.apply(init_conv_weights)
+    return convs
+
+
+def _activations(count: int, kind: str, channels: int, alpha_logscale: bool, backend: str) -> nn.ModuleList:
+    return nn.ModuleList([_make_activation(kind, channels, alpha_logscale, backend) for _ in range(count)])
 
 
 class AMPBlock1(nn.Module):
@@ -214,14 +223,10 @@ class AMPBlock1(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.convs1 = nn.ModuleList([_conv(channels, kernel_size, d, use_weight_norm) for d in dilation])
-        self.convs2 = nn.ModuleList([_conv(channels, kernel_size, 1, use_weight_norm) for _ in dilation])
-        self.convs1.apply(init_conv_weights)
-        self.convs2.apply(init_conv_weights)
+        self.convs1 = _convs(channels, kernel_size, dilation, use_weight_norm)
+        self.convs2 = _convs(channels, kernel_size, [1] * len(dilation), use_weight_norm)
         self.num_layers = len(self.convs1) + len(self.convs2)
-        self.activations = nn.ModuleList(
-            [_make_activation(activation, channels, snake_logscale, backend) for _ in range(self.num_layers)]
-        )
+        self.activations = _activations(self.num_layers, activation, channels, snake_logscale, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acts1, acts2 = self.activations[::2], self.activations[1::2]
@@ -244,12 +249,9 @@ class AMPBlock2(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.convs = nn.ModuleList([_conv(channels, kernel_size, d, use_weight_norm) for d in dilation])
-        self.convs.apply(init_conv_weights)
+        self.convs = _convs(channels, kernel_size, dilation, use_weight_norm)
         self.num_layers = len(self.convs)
-        self.activations = nn.ModuleList(
-            [_make_activation(activation, channels, snake_logscale, backend) for _ in range(self.num_layers)]
-        )
+        self.activations = _activations(self.num_layers, activation, channels, snake_logscale, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c, a in zip(self.convs, self.activations):
