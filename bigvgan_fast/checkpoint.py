@@ -176,8 +176,7 @@ def _hub_download(*, repo_id: str, filename: str, local_dir: str | None = None, 
 
 def download(repo_id: str = DEFAULT_REPO_ID, directory: str | os.PathLike = DEFAULT_DIR) -> Path:
     """Fetch ``config.json`` and ``bigvgan_generator.pt`` of ``repo_id`` into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(directory)  # created by the hub client with the first file: none if offline
     for filename in (CONFIG_FILE, PT_FILE):
         _hub_download(repo_id=repo_id, filename=filename, local_dir=os.fspath(directory))
     load_config(directory / CONFIG_FILE)  # a repo without a BigVGAN config fails here, not later

@@ -175,4 +175,5 @@ def test_unreachable_hub_fails_before_the_client_retries(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoint, "_hub_unreachable", lambda: "huggingface.co:443 is not reachable: no network")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: pytest.fail("the client must not be called"))
     with pytest.raises(DownloadError, match="not reachable"):
-        download(bigvgan_fast.DEFAULT_REPO_ID, tmp_path)
+        download(bigvgan_fast.DEFAULT_REPO_ID, tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()  # nothing left on disk

@@ -1,4 +1,5 @@
 import json
+from importlib import resources
 
 import pytest
 
@@ -28,10 +29,12 @@ def test_repo_id_names_its_config():
 
 
 def test_final_layer_flags_default_true_as_official():
-    data = load_config("bigvgan_22khz_80band").to_dict()
-    assert "use_tanh_at_final" not in json.load(open(bigvgan_fast.config.resources.files("bigvgan_fast") / "configs" / "bigvgan_22khz_80band.json"))
-    h = load_config(data)
+    # The v1 config files do not name them; the official code then uses tanh and a bias.
+    data = json.loads((resources.files("bigvgan_fast") / "configs" / "bigvgan_22khz_80band.json").read_text())
+    assert "use_tanh_at_final" not in data and "use_bias_at_final" not in data
+    h = load_config("bigvgan_22khz_80band")
     assert h.use_tanh_at_final is True and h.use_bias_at_final is True
+    assert load_config(data).use_tanh_at_final is True
 
 
 def test_round_trip_through_dict_and_file(tmp_path):
