@@ -36,10 +36,14 @@ Kernel design (not yet measured on a GPU; the figures below are the reasoning, n
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
   2x of the upsample folded into its taps), one rounding at the store.
 - Tiles of BLOCK_T = 1024 samples with 8 warps (4 samples per thread) for T >= 1024. Compiled
-  for sm_90a by Triton 3.9 (ptxas, no GPU here) that is 64 registers for the forward and 99 for
-  the backward, no spills, 4 KB of shared memory; 2048 samples at 8 warps took 103 and 246
-  registers (the backward then fits one block per SM). Not yet timed on an H100:
-  benchmarks/ should replace this reasoning with a measured choice.
+  for sm_90a by Triton 3.9 (ptxas, no GPU here) that is 59 registers for the forward and about
+  100 for the backward, no spills; 2048 samples at 8 warps took 103 and 246 registers (the
+  backward then fits one block per SM). Not yet timed on an H100: benchmarks/ should replace
+  this reasoning with a measured choice.
+- Vector width, from the same compile with T % 16 == 0 (every model shape): the forward stores
+  y with 16-byte instructions in float32 and 8-byte ones in 16-bit dtypes (4 samples per
+  thread); of the seven shifted x loads, the aligned ones are 8- and 16-byte wide, the others
+  4-byte (coalesced across the warp either way). The backward's loads and stores stay 4-byte.
 - The sine is ``tl.sin``, which Triton lowers to libdevice's accurate ``sinf`` (a few tens of
   instructions on its common path, no MUFU). The two sines per sample may make the kernel
   compute-bound on an H100 before it is memory-bound; whether a cheaper sine (e.g. reduction
@@ -166,6 +170,15 @@ def _forward_tile(x_tile, lanes, edge_lanes, lo, hi, a, inv_b,
 
 
 @triton.jit
+def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
+    """``values`` with lanes 0..2 and BLOCK_T-3..BLOCK_T-1 taken from ``edge_values`` (the [8] side
+    block whose entries 0..5 hold those lanes, see ``edge_lanes``)."""
+    at_edge = (lanes < 3) | (lanes >= BLOCK_T - 3)
+    edge_index = tl.minimum(tl.maximum(tl.where(lanes < 3, lanes, lanes - (BLOCK_T - 6)), 0), 7)
+    return tl.where(at_edge, tl.gather(edge_values, edge_index, 0), values)
+
+
+@triton.jit
 def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                 HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr):
     """Row offset, tile start, clamp bounds and per-channel parameters of program ``pid``."""
@@ -249,13 +262,12 @@ def _anti_alias_activation_forward_kernel(
                                   d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
                                   down_even, down_odd, BLOCK_T, USE_GATHER, True)
 
-    out_ty = y_ptr.dtype.element_ty
     if USE_GATHER:
-        main = (lanes >= 3) & (lanes < BLOCK_T - 3) & (lanes <= hi)
-        tl.store(y_tile + lanes, y.to(out_ty), mask=main)
-        tl.store(y_tile + edge_lanes, y_edge.to(out_ty), mask=(edge < 6) & (edge_lanes <= hi))
-    else:
-        tl.store(y_tile + lanes, y.to(out_ty), mask=lanes <= hi)
+        y = _with_edges(y, y_edge, lanes, BLOCK_T)
+    # One store of the whole tile, masked by a bound that keeps T's divisibility: where T % 16 == 0
+    # (every model shape) Triton then emits full-width vector stores. (The split store of the main
+    # and edge lanes it replaces compiled to 4-byte stores for sm_90a.)
+    tl.store(y_tile + lanes, y.to(y_ptr.dtype.element_ty), mask=lanes < T - t0)
 
 
 # --- backward ---------------------------------------------------------------------------------
