@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cuda_build import cuda_build_options  # noqa: E402
 
 setup(
-    packages=["bigvgan_fast", "bigvgan_fast.kernels"],
+    packages=["bigvgan_fast", "bigvgan_fast.anti_alias", "bigvgan_fast.kernels"],
     # The Triton kernels live in kernels/ (design card) but install as bigvgan_fast.kernels:
     # never as a top-level module named "kernels".
     package_dir={"bigvgan_fast": "bigvgan_fast", "bigvgan_fast.kernels": "kernels"},

@@ -26,7 +26,7 @@ import torch
 
 import bigvgan_fast
 from bigvgan_fast import anti_alias_activation, load_config
-from bigvgan_fast.dispatch import problem
+from bigvgan_fast.anti_alias.policy import problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -103,7 +103,7 @@ def bench_forward(args) -> dict:
     from triton.testing import do_bench
 
     official = official_kernel() if args.official else None
-    f = bigvgan_fast.activation.default_filter("cuda", torch.float32)
+    f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
@@ -118,9 +118,9 @@ def bench_forward(args) -> dict:
                 # The bare ops too, without the public function's checks and dispatch: at 256 frames,
                 # where a kernel takes tens of microseconds, host overhead could decide a comparison.
                 if "triton" in args.backends:
-                    providers["triton_op"] = lambda: bigvgan_fast.ops.anti_alias_activation_triton(x, alpha, beta, f, f, True)
+                    providers["triton_op"] = lambda: bigvgan_fast.anti_alias.library.anti_alias_activation_triton(x, alpha, beta, f, f, True)
                 if "cuda" in args.backends and problem("cuda", "cuda", dtype, False) is None:
-                    cuda_op = bigvgan_fast.ops._cuda_op()
+                    cuda_op = bigvgan_fast.library.cuda_op()
                     providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True)
                 if official is not None:
                     # Its arguments as the official Activation1d passes them: taps and parameters in

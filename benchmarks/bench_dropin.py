@@ -34,8 +34,9 @@ from bigvgan_fast.timing import median_ms
 
 from bigvgan_fast import BigVGAN, load_config
 from bigvgan_fast.accelerate import accelerate
-from bigvgan_fast.dispatch import resolve
-from bigvgan_fast.streaming import receptive_field_frames, stream
+from bigvgan_fast.anti_alias.policy import choose
+from bigvgan_fast import receptive_field_frames
+from bigvgan_fast.streaming import stream
 
 
 def build_before_model(config, device):
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     before = time_model(model, mels, device, warmup, repeats)
 
     count = accelerate(model, backend=backend)
-    backend_used = resolve(backend, torch.empty(1, 1, 1, device=device))
+    backend_used = choose(backend, device.type, torch.float32, False)
     print(f"accelerate: {count} activations taken over, backend {backend} -> {backend_used}; timing 'after' ...", file=sys.stderr)
     with torch.inference_mode():
         max_abs_diff = (model(check_mel).double() - before_audio.double()).abs().max().item()

@@ -5,16 +5,21 @@ fused into one Triton or CUDA kernel, and a pure-PyTorch reference path that eve
 checked against.
 """
 
-from . import ops  # noqa: F401  (registers the fused ops with torch.library, at import)
 from .accelerate import accelerate
-from .activation import anti_alias_activation, anti_alias_activation_ref, kaiser_sinc_filter1d
-from .dispatch import BackendUnavailableError, backends
+from .anti_alias import (
+    BackendUnavailableError,
+    DoubleBackwardError,
+    anti_alias_activation,
+    anti_alias_activation_ref,
+    backends,
+    kaiser_sinc_filter1d,
+)
 from .checkpoint import CheckpointError, DownloadError, convert, download
 from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError, available_configs, load_config
-from .generator import BigVGAN
+from .generator import BigVGAN, receptive_field_frames
 from .mel import mel_spectrogram
 from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
-from .streaming import receptive_field_frames, stream, synthesize
+from .streaming import stream, synthesize
 
 __version__ = "0.1.0"
 
@@ -29,6 +34,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_CONFIG",
     "DEFAULT_REPO_ID",
+    "DoubleBackwardError",
     "DownloadError",
     "Snake",
     "SnakeBeta",

@@ -33,8 +33,7 @@ import warnings
 import torch
 from torch import nn
 
-from .activation import FILTER_TAPS, RATIO, anti_alias_activation, default_filter
-from .dispatch import check_backend_name
+from .anti_alias import FILTER_TAPS, FUSED_TAPS_DTYPE, RATIO, anti_alias_activation, check_backend_name, default_filter
 from .modules import Activation1d
 
 # Instance attributes of a fused module: the backend its fused forward asks for, and whether its
@@ -55,11 +54,17 @@ def _is_standard(taps: torch.Tensor) -> bool:
 
 def _taps(module: nn.Module, taps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The taps to fuse with: a model cast to float16 / bfloat16 rounds its filter buffers too; for the
-    standard filter the fused op then takes the exact float32 taps (rounded ones sum to 1.0011 in
-    bfloat16 and cost SPEC's 1-ulp standard)."""
+    standard filter the fused op then takes the exact taps in FUSED_TAPS_DTYPE (see anti_alias.op)."""
     if taps.dtype in (torch.float16, torch.bfloat16) and getattr(module, STANDARD_TAPS_ATTRIBUTE, False):
-        return default_filter(x.device, torch.float32)
+        return default_filter(x.device, FUSED_TAPS_DTYPE)
     return taps
+
+
+def _note_standard_taps(module: nn.Module, *unused) -> None:
+    """Record whether ``module``'s filters are the standard ones: when accelerate() fuses it, and again
+    after every ``load_state_dict`` (registered as its post-load hook), so new taps are used."""
+    standard = _is_standard(module.upsample.filter) and _is_standard(module.downsample.lowpass.filter)
+    setattr(module, STANDARD_TAPS_ATTRIBUTE, standard)
 
 
 def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -161,10 +166,11 @@ def accelerate(model: nn.Module, backend: str = "auto") -> int:
             module.backend = backend
             continue
         setattr(module, BACKEND_ATTRIBUTE, backend)
-        setattr(module, STANDARD_TAPS_ATTRIBUTE, _is_standard(module.upsample.filter) and _is_standard(module.downsample.lowpass.filter))
+        _note_standard_taps(module)
         current = module.__dict__.get("forward")
         if not (isinstance(current, functools.partial) and current.func is _fused_forward):
             module.forward = functools.partial(_fused_forward, module)
+            module.register_load_state_dict_post_hook(_note_standard_taps)
     if skipped:
         shown = "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
         warnings.warn(

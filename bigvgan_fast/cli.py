@@ -162,7 +162,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .dispatch import ENV_VAR, backends
+    from .anti_alias.policy import ENV_VAR, backends
 
     print(f"python      {platform.python_version()} ({sys.executable})")
     print(f"torch       {torch.__version__} (CUDA {torch.version.cuda or 'none: CPU build'})")
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError, DownloadError
     from .config import ConfigError
-    from .dispatch import BackendUnavailableError
+    from .anti_alias import BackendUnavailableError
     from .wav import WavError
 
     args = build_parser().parse_args(argv)

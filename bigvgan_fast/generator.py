@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 from torch import nn
 
+from .anti_alias import check_backend_name
+from .checkpoint import check_state_dict, load_generator_state_dict, resolve_checkpoint_files
 from .config import DEFAULT_REPO_ID, load_config
 from .modules import (
     Activation1d,
@@ -17,6 +20,17 @@ from .modules import (
     init_conv_weights,
     remove_weight_norm,
 )
+from .streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    SAFETY_MARGIN_FRAMES,
+    check_mel,
+    context_frames_of,
+    input_dtype,
+    reach_of,
+    reach_of_model,
+    stream,
+    synthesize,
+)
 
 
 class BigVGAN(nn.Module):
@@ -26,7 +40,7 @@ class BigVGAN(nn.Module):
         config: a :class:`BigVGANConfig`, a ``config.json`` path, a dict, or a shipped config name.
         use_weight_norm: hold conv weights as ``weight_g`` / ``weight_v`` (training, and loading
             official checkpoints); :meth:`remove_weight_norm` folds them for inference.
-        backend: backend of every anti-aliased activation (see ``bigvgan_fast.dispatch``).
+        backend: backend of every anti-aliased activation (see ``bigvgan_fast.anti_alias.policy``).
     """
 
     def __init__(self, config, *, use_weight_norm: bool = True, backend: str = "auto"):
@@ -58,8 +72,8 @@ class BigVGAN(nn.Module):
         self.use_tanh_at_final = h.use_tanh_at_final
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        self._check_mel(mel)
-        x = self.conv_pre(mel)
+        check_mel(mel, self.config.num_mels)
+        x = self.conv_pre(mel.to(input_dtype(self)))
         for i in range(self.num_upsamples):
             for up in self.ups[i]:
                 x = up(x)
@@ -71,18 +85,6 @@ class BigVGAN(nn.Module):
         x = self.conv_post(x)
         return torch.tanh(x) if self.use_tanh_at_final else torch.clamp(x, min=-1.0, max=1.0)
 
-    def _check_mel(self, mel: torch.Tensor) -> None:
-        if not isinstance(mel, torch.Tensor):
-            raise TypeError(f"mel must be a torch.Tensor, got {type(mel).__name__}")
-        if not mel.is_floating_point():
-            raise TypeError(f"mel must be a floating-point tensor, got {mel.dtype}")
-        if mel.dim() != 3 or mel.shape[1] != self.config.num_mels:
-            raise ValueError(
-                f"mel must have shape (batch, {self.config.num_mels}, frames) for this model, got {tuple(mel.shape)}"
-            )
-        if mel.shape[-1] < 1:
-            raise ValueError("mel must have at least one frame")
-
     # --- backends and weight norm ---------------------------------------------------------------
 
     def activations(self) -> list[Activation1d]:
@@ -90,8 +92,6 @@ class BigVGAN(nn.Module):
 
     def set_backend(self, backend: str) -> "BigVGAN":
         """Run every anti-aliased activation on ``backend`` ("auto", "torch", "triton", "cuda")."""
-        from .dispatch import check_backend_name
-
         check_backend_name(backend)
         for act in self.activations():
             act.backend = backend
@@ -108,25 +108,24 @@ class BigVGAN(nn.Module):
 
     # --- long and live inputs (bigvgan_fast.streaming) -------------------------------------------
 
+    def receptive_field_reach(self) -> tuple[int, int]:
+        """Exact reach (left, right) in mel frames, read off the layers (see :func:`receptive_field_reach`)."""
+        return reach_of_model(self)
+
     @property
     def receptive_field_frames(self) -> int:
-        """Mel frames of context on each side that make chunked synthesis exact."""
-        from .streaming import receptive_field_frames
-
-        return receptive_field_frames(self.config)
+        """Mel frames of context on each side that make chunked synthesis exact (see
+        :func:`receptive_field_frames`)."""
+        return context_frames_of(self)
 
     def synthesize(self, mel: torch.Tensor, chunk_frames: int | None = None, context_frames: int | None = None, progress=None) -> torch.Tensor:
         """Vocode a mel of any length in chunks; equal to ``self(mel)`` up to float rounding, with peak
         memory set by the chunk (see :func:`bigvgan_fast.streaming.synthesize`)."""
-        from .streaming import DEFAULT_CHUNK_FRAMES, synthesize
-
         chunk_frames = DEFAULT_CHUNK_FRAMES if chunk_frames is None else chunk_frames
         return synthesize(self, mel, chunk_frames=chunk_frames, context_frames=context_frames, progress=progress)
 
     def stream(self, frames, lookahead_frames: int | None = None, **kwargs):
         """Yield audio as mel frames arrive (see :func:`bigvgan_fast.streaming.stream`)."""
-        from .streaming import stream
-
         return stream(self, frames, lookahead_frames=lookahead_frames, **kwargs)
 
     # --- loading --------------------------------------------------------------------------------
@@ -150,8 +149,6 @@ class BigVGAN(nn.Module):
         wins when both exist. Checkpoints with or without weight norm load with ``strict=True``. The
         model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``.
         """
-        from .checkpoint import load_generator_state_dict, resolve_checkpoint_files
-
         config_path, weights_path = resolve_checkpoint_files(
             path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
@@ -164,10 +161,35 @@ class BigVGAN(nn.Module):
     def from_state_dict(cls, config, state_dict: dict, *, source: str = "<state_dict>", backend: str = "auto") -> "BigVGAN":
         """Build from ``config`` and load ``state_dict`` (official keys, with or without weight norm) strictly;
         returns an eval-mode model with weight norm folded."""
-        from .checkpoint import check_state_dict
-
         with_weight_norm = any(k.endswith(".weight_g") for k in state_dict)
         model = cls(config, use_weight_norm=with_weight_norm, backend=backend)
         check_state_dict(model, state_dict, source)
         model.load_state_dict(state_dict, strict=True)
         return model.remove_weight_norm().eval()
+
+
+@functools.lru_cache(maxsize=32)
+def _reach_of_config(config) -> tuple[int, int]:
+    with torch.device("meta"):  # the layers' shapes without their memory
+        return reach_of_model(BigVGAN(config, use_weight_norm=False))
+
+
+def receptive_field_reach(model_or_config) -> tuple[int, int]:
+    """Exact reach (left, right) of a generator in mel frames, no margin: the output samples of
+    frame t depend on mel frames [t - left, t + right] and no others (away from the sequence ends).
+    Read off the model's layers; a config is first built as a model on the meta device.
+
+    ``model_or_config``: a ``bigvgan_fast.BigVGAN``, NVIDIA's ``bigvgan.BigVGAN``, or anything
+    :func:`bigvgan_fast.load_config` accepts.
+    """
+    if isinstance(model_or_config, nn.Module):
+        return reach_of(model_or_config)
+    return _reach_of_config(load_config(model_or_config))
+
+
+def receptive_field_frames(model_or_config) -> int:
+    """One-sided context, in mel frames, beyond which mel frames do not affect an output sample:
+    the larger side of :func:`receptive_field_reach` plus a safety margin of one frame. 39 for
+    every official v2 config with 256x upsampling, 22 for the 44 kHz 512x one. The default
+    ``context_frames`` of :func:`synthesize` and ``lookahead_frames`` of :func:`stream`."""
+    return max(receptive_field_reach(model_or_config)) + SAFETY_MARGIN_FRAMES

@@ -13,16 +13,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .dispatch import BackendUnavailableError, check_backend_name
-from .activation import (
-    FILTER_TAPS,
-    RATIO,
-    anti_alias_activation,
-    downsample_ref,
-    kaiser_sinc_filter1d,
-    snake_ref,
-    upsample_ref,
-)
+from .anti_alias import library, policy
+from .anti_alias.op import FUSED_TAPS_DTYPE, anti_alias_activation
+from .anti_alias.reference import FILTER_TAPS, RATIO, downsample_ref, kaiser_sinc_filter1d, snake_ref, upsample_ref
 
 
 def apply_weight_norm(module: nn.Module) -> nn.Module:
@@ -85,18 +78,15 @@ class SnakeBeta(nn.Module):
 
 
 class _FilterHolder(nn.Module):
-    """A module whose ``filter`` buffer stays float32 when the module is cast to float16 / bfloat16.
-
-    The fused kernels compute in float32 with the taps as given: taps rounded to bfloat16 sum to
-    1.0011 (a DC gain error) and push about 9% of bf16 outputs past SPEC's 1-ulp standard. The
-    reference path still rounds them to the input's dtype at use, as the official modules do.
-    """
+    """A module whose ``filter`` buffer stays in the fused kernels' taps dtype (float32,
+    ``anti_alias.op.FUSED_TAPS_DTYPE``) when the module is cast to float16 / bfloat16. The reference
+    path still rounds the taps to the input's dtype at use, as the official modules do."""
 
     def _apply(self, fn, recurse=True):
         taps = self.filter
         super()._apply(fn, recurse)
         if self.filter.dtype in (torch.float16, torch.bfloat16) and taps.dtype in (torch.float32, torch.float64):
-            self.filter = taps.to(device=self.filter.device, dtype=torch.float32)
+            self.filter = taps.to(device=self.filter.device, dtype=FUSED_TAPS_DTYPE)
         return self
 
 
@@ -138,6 +128,13 @@ class Activation1d(nn.Module):
 
     With ratio 2 and 12-tap filters (every BigVGAN model) it runs through
     :func:`bigvgan_fast.anti_alias_activation` on ``self.backend``; other shapes run the modules.
+
+    Inference (no gradient being recorded, not inside ``torch.compile``) takes a lean path: the
+    backend and the op are chosen once per (device type, dtype) of the input and kept, and each call
+    is one op call with the parameters and taps read straight from the modules' dictionaries (so
+    reassigned or reloaded parameters are used at once). The choice is made again after ``to()`` /
+    ``half()`` and the like, after a change of ``backend``, and on :meth:`refresh` (e.g. after
+    changing ``BIGVGAN_FAST_BACKEND``). Training takes the op with its autograd formula.
     """
 
     def __init__(
@@ -153,7 +150,30 @@ class Activation1d(nn.Module):
         self.act = activation
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
-        self.backend = check_backend_name(backend)
+        self.backend = backend
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: str) -> None:
+        self._backend = policy.check_backend_name(backend)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Forget the inference path's choices; the next call chooses again."""
+        self.__dict__["_inference_runs"] = {}
+
+    def __getstate__(self):  # the kept choices hold closures: not pickled, remade on use
+        state = dict(super().__getstate__())
+        state["_inference_runs"] = {}
+        return state
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.refresh()
+        return self
 
     @property
     def fusable(self) -> bool:
@@ -166,7 +186,42 @@ class Activation1d(nn.Module):
             and self.downsample.lowpass.filter.numel() == FILTER_TAPS
         )
 
+    def _unfused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend not in ("torch", "auto"):
+            raise policy.BackendUnavailableError(
+                f"backend {self.backend!r} cannot run this activation: only ratio-2, 12-tap Snake/SnakeBeta "
+                "activations are fused"
+            )
+        return self.downsample(self.act(self.upsample(x)))
+
+    def _inference_run(self, x: torch.Tensor):
+        """The lean call for inputs like ``x``: chosen once, kept in ``_inference_runs``."""
+        if not self.fusable:
+            return self._unfused_forward
+        name = policy.choose(self.backend, x.device.type, x.dtype, False)
+        if name == "torch":
+            return self._unfused_forward
+        op = library.inference_launcher(name, x.device, x.dtype)
+        parameters, logscale = self.act._parameters, bool(self.act.alpha_logscale)
+        has_beta = "beta" in parameters
+        up_buffers, down_buffers = self.upsample._buffers, self.downsample.lowpass._buffers
+        contiguous_only = name == "triton"  # the C++ op makes its own contiguous copy
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if contiguous_only and not x.is_contiguous():
+                x = x.contiguous()
+            beta = parameters["beta"] if has_beta else None
+            return op(x, parameters["alpha"], beta, up_buffers["filter"], down_buffers["filter"], logscale)
+
+        return run
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            key = (x.device.type, x.dtype)
+            run = self._inference_runs.get(key)
+            if run is None:
+                run = self._inference_runs[key] = self._inference_run(x)
+            return run(x)
         if self.backend != "torch" and self.fusable:
             return anti_alias_activation(
                 x,
@@ -177,12 +232,7 @@ class Activation1d(nn.Module):
                 upsample_filter=self.upsample.filter,
                 downsample_filter=self.downsample.lowpass.filter,
             )
-        if self.backend not in ("torch", "auto"):
-            raise BackendUnavailableError(
-                f"backend {self.backend!r} cannot run this activation: only ratio-2, 12-tap Snake/SnakeBeta "
-                "activations are fused"
-            )
-        return self.downsample(self.act(self.upsample(x)))
+        return self._unfused_forward(x)
 
 
 def _make_activation(kind: str, channels: int, alpha_logscale: bool, backend: str) -> Activation1d:

@@ -1,4 +1,4 @@
-"""SPEC.md's definition of the anti-aliased activation, evaluated in float64 by direct indexing.
+"""the definition (docs/definition.md) of the anti-aliased activation, evaluated in float64 by direct indexing.
 
 Written independently of the package's reference path (which uses convolutions), so that the
 reference, the goldens and every fused kernel are all checked against the same text.
@@ -12,7 +12,7 @@ import torch
 
 
 def spec_filter() -> torch.Tensor:
-    """The 12 Kaiser-sinc taps from SPEC.md, float64."""
+    """The 12 Kaiser-sinc taps from docs/definition.md, float64."""
     half, cutoff, half_width = 6, 0.25, 0.3
     delta_f = 4 * half_width
     A = 2.285 * (half - 1) * math.pi * delta_f + 7.95
@@ -29,7 +29,7 @@ def spec_filter() -> torch.Tensor:
 
 
 def definition(x, alpha, beta=None, alpha_logscale=True, up_filter=None, down_filter=None) -> torch.Tensor:
-    """y = down(act(up(x))) in float64 by the index formulas of SPEC.md; returns float64."""
+    """y = down(act(up(x))) in float64 by the index formulas of docs/definition.md; returns float64."""
     x = x.detach().to(torch.float64).cpu()
     f_up = (spec_filter() if up_filter is None else up_filter.detach().reshape(-1)).to(torch.float64).cpu()
     f_down = (spec_filter() if down_filter is None else down_filter.detach().reshape(-1)).to(torch.float64).cpu()
@@ -75,7 +75,7 @@ def describe_mismatch(actual: torch.Tensor, expected: torch.Tensor, tol: torch.T
     )
 
 
-# SPEC.md's standards for a fused kernel's output against the float64 definition.
+# docs/definition.md's standards (section 4) for a fused kernel's output against the float64 definition.
 FLOAT32_ATOL = 2e-5
 FLOAT32_REL_L2 = 1e-6
 # Float32 math is off the exact result by up to ~2e-6 on |x| <= 10 (cancellation between the ~10x

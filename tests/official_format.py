@@ -1,4 +1,4 @@
-"""Official-format BigVGAN checkpoints with random weights, built from SPEC.md's key list and the
+"""Official-format BigVGAN checkpoints with random weights, built from docs/definition.md's key list and the
 config alone (not from our model), so that loading them tests our module tree against the layout."""
 
 from __future__ import annotations

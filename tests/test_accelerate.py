@@ -34,7 +34,7 @@ from definition import spec_filter
 
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TOLERANCE = 2e-5  # SPEC.md, float32 I/O
+TOLERANCE = 2e-5  # docs/definition.md, float32 I/O
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -118,7 +118,7 @@ def bigvgan():
 def cuda_kernel_importable(bigvgan):
     """Let ``use_cuda_kernel=True`` build its module tree without compiling NVIDIA's extension:
     its loader is replaced by one whose kernel fails if called. Once accelerated, no official
-    kernel may run. (The shipped extension asks for sm_70, which CUDA 13 cannot build: SPEC.md.)"""
+    kernel may run. (The shipped extension asks for sm_70, which CUDA 13 cannot build: docs/definition.md.)"""
     import bigvgan.alias_free_activation.cuda as cuda_package
 
     class Unbuilt:
@@ -233,7 +233,7 @@ def test_official_model_pickles_and_copies_after_accelerate(bigvgan):
         assert max_abs(clone(mel), reference(mel)) <= TOLERANCE
 
 
-# --- a look-alike tree: the official structure, written here from SPEC.md ------------------------
+# --- a look-alike tree: the official structure, written here from docs/definition.md ------------------------
 
 
 class LookAlikeSnake(nn.Module):
@@ -427,13 +427,13 @@ def test_tiny_own_model_matches_golden_after_accelerate():
 
 
 def gpu_backends():
-    from bigvgan_fast import dispatch
+    from bigvgan_fast.anti_alias import policy
 
     out = []
     for name in ("triton", "cuda"):
         reason = "needs a CUDA GPU (none visible to torch)"
         if torch.cuda.is_available():
-            reason = dispatch.problem(name, "cuda", torch.float32, False)
+            reason = policy.problem(name, "cuda", torch.float32, False)
         out.append(pytest.param(name, marks=pytest.mark.skipif(reason is not None, reason=str(reason))))
     return out
 

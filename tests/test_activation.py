@@ -1,5 +1,5 @@
-"""The reference path and the public op against SPEC.md's float64 definition and the goldens;
-the backend policy of bigvgan_fast.dispatch."""
+"""The reference path and the public op against the float64 definition (docs/definition.md) and the goldens;
+the backend policy of bigvgan_fast.anti_alias.policy."""
 
 import json
 import os
@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import bigvgan_fast
 from bigvgan_fast import BackendUnavailableError, anti_alias_activation, anti_alias_activation_ref
-from bigvgan_fast import dispatch
-from bigvgan_fast.activation import default_filter
+from bigvgan_fast.anti_alias import policy
+from bigvgan_fast.anti_alias.reference import default_filter
 from definition import definition, describe_mismatch, spec_filter
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "activation.safetensors")
@@ -108,16 +108,16 @@ def test_bad_input_is_named(call, error, match):
 
 def test_explicit_triton_on_cpu_without_interpreter_raises(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    dispatch.clear_cache()
+    policy.clear_cache()
     try:
         with pytest.raises(BackendUnavailableError, match="CUDA tensor"):
             anti_alias_activation(torch.randn(1, 2, 8), torch.zeros(2), backend="triton")
     finally:
-        dispatch.clear_cache()
+        policy.clear_cache()
 
 
 def test_explicit_cuda_without_extension_raises():
-    if dispatch.problem("cuda", "cuda", torch.float32, False) is None:
+    if policy.problem("cuda", "cuda", torch.float32, False) is None:
         pytest.skip("the CUDA extension is built and a GPU is present here")
     with pytest.raises(BackendUnavailableError, match="cuda"):
         anti_alias_activation(torch.randn(1, 2, 8), torch.zeros(2), backend="cuda")
@@ -125,7 +125,7 @@ def test_explicit_cuda_without_extension_raises():
 
 def test_float64_is_refused_by_fused_backends_with_a_reason():
     for name in ("triton", "cuda"):
-        assert "float64" in dispatch.problem(name, "cuda", torch.float64, False)
+        assert "float64" in policy.problem(name, "cuda", torch.float64, False)
 
 
 def test_auto_on_cpu_is_the_reference_path_silently():
@@ -137,10 +137,10 @@ def test_auto_on_cpu_is_the_reference_path_silently():
 
 
 def test_env_override_makes_auto_explicit(monkeypatch):
-    monkeypatch.setenv(dispatch.ENV_VAR, "cuda")  # the CUDA extension never runs on CPU tensors
+    monkeypatch.setenv(policy.ENV_VAR, "cuda")  # the CUDA extension never runs on CPU tensors
     with pytest.raises(BackendUnavailableError, match="'cuda'"):
         anti_alias_activation(torch.randn(1, 2, 8), torch.zeros(2))
-    monkeypatch.setenv(dispatch.ENV_VAR, "nonsense")
+    monkeypatch.setenv(policy.ENV_VAR, "nonsense")
     with pytest.raises(ValueError, match="BIGVGAN_FAST_BACKEND"):
         anti_alias_activation(torch.randn(1, 2, 8), torch.zeros(2))
 

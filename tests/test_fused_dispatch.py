@@ -11,7 +11,7 @@ import torch
 
 import bigvgan_fast
 from bigvgan_fast import BigVGAN, anti_alias_activation, load_config
-from bigvgan_fast.dispatch import problem
+from bigvgan_fast.anti_alias.policy import problem
 from definition import assert_close_to_definition, definition, describe_mismatch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -48,14 +48,14 @@ def test_opcheck_forward_and_backward_ops():
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(1, 2, 9, generator=gen).to(DEVICE)
     alpha, beta = params(2, gen)
-    f = bigvgan_fast.activation.default_filter(DEVICE).view(-1)
+    f = bigvgan_fast.anti_alias.reference.default_filter(DEVICE).view(-1)
     for b in (beta, None):
-        torch.library.opcheck(bigvgan_fast.ops.anti_alias_activation_triton, (x, alpha, b, f, f, True), test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(bigvgan_fast.anti_alias.library.anti_alias_activation_triton, (x, alpha, b, f, f, True), test_utils=("test_schema", "test_faketensor"))
         torch.library.opcheck(
-            bigvgan_fast.ops.anti_alias_activation_triton_backward, (torch.randn_like(x), x, alpha, b, f, f, False, True, True), test_utils=("test_schema", "test_faketensor")
+            bigvgan_fast.anti_alias.library.anti_alias_activation_triton_backward, (torch.randn_like(x), x, alpha, b, f, f, False, True, True), test_utils=("test_schema", "test_faketensor")
         )
     # A parameter gradient nobody needs is not computed (empty).
-    grad_x, grad_alpha, grad_beta = bigvgan_fast.ops.anti_alias_activation_triton_backward(torch.randn_like(x), x, alpha, beta, f, f, True, False, True)
+    grad_x, grad_alpha, grad_beta = bigvgan_fast.anti_alias.library.anti_alias_activation_triton_backward(torch.randn_like(x), x, alpha, beta, f, f, True, False, True)
     assert grad_x.shape == x.shape and grad_alpha.numel() == 0 and grad_beta.shape == beta.shape
 
 
@@ -188,7 +188,7 @@ def _look_alike_activation(C):
     """An activation with the official attribute layout and plain buffers (as NVIDIA's modules)."""
     from torch import nn
 
-    from bigvgan_fast.activation import kaiser_sinc_filter1d
+    from bigvgan_fast.anti_alias.reference import kaiser_sinc_filter1d
 
     module = nn.Module()
     module.act = bigvgan_fast.SnakeBeta(C, alpha_logscale=True)

@@ -12,14 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bigvgan_fast import BigVGAN, available_configs, load_config
-from bigvgan_fast.streaming import (
-    SAFETY_MARGIN_FRAMES,
-    receptive_field_frames,
-    receptive_field_reach,
-    stream,
-    synthesize,
-)
+from bigvgan_fast import BigVGAN, available_configs, load_config, receptive_field_frames
+from bigvgan_fast.generator import receptive_field_reach
+from bigvgan_fast.streaming import SAFETY_MARGIN_FRAMES, stream, synthesize
 
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 MEL_GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "mel.safetensors")
@@ -329,6 +324,9 @@ class FarSighted(torch.nn.Module):
         super().__init__()
         self.config = small_config(upsample_rates=[8, 8], upsample_kernel_sizes=[16, 16])
         self.reach = receptive_field_reach(self.config)[1] - 1  # the interpolation adds one frame
+
+    def receptive_field_reach(self):
+        return receptive_field_reach(self.config)
 
     def forward(self, mel):
         x = mel.mean(1, keepdim=True)

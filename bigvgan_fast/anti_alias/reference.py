@@ -1,11 +1,9 @@
-"""The anti-aliased activation: 2x upsample -> Snake / SnakeBeta -> 2x downsample.
+"""The anti-aliased activation's definition, written with PyTorch ops: the reference path.
 
-``anti_alias_activation`` is the one entry point. It picks a backend (``bigvgan_fast.dispatch``)
-and runs either the reference path below, which is the published definition written with
-PyTorch ops and is never optimised, or a fused kernel (``bigvgan_fast.kernels`` for Triton,
-``csrc/`` for CUDA) that every test checks against it.
+Short, obviously equal to ``docs/definition.md`` and never optimised; it knows no backend. Every
+fused kernel is tested against a float64 evaluation of the same definition.
 
-Definition (SPEC.md), for x of shape (B, C, T) and per-channel alpha (and beta) of shape (C,):
+For x of shape (B, C, T) and per-channel alpha (and beta) of shape (C,):
 
 1. u = 2 * conv_transpose1d(replicate_pad(x, 5), f, stride=2)[15 : 15 + 2T]
 2. z = u + sin(a*u)^2 / (b + 1e-9), a = exp(alpha) (or alpha), b = exp(beta) (or beta, or a)
@@ -117,75 +115,3 @@ def anti_alias_activation_ref(
     beta = None if beta is None else beta.to(x.dtype)
     y = downsample_ref(snake_ref(upsample_ref(x, up_f), alpha, beta, alpha_logscale), down_f)
     return y.to(out_dtype)
-
-
-# --- the public op -------------------------------------------------------------------------------
-
-
-def _check_inputs(x, alpha, beta, upsample_filter, downsample_filter) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"x must have shape (batch, channels, time), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-    if x.shape[-1] < 1:
-        raise ValueError("x must have at least one time step (T >= 1)")
-    channels = x.shape[1]
-    for name, p in (("alpha", alpha), ("beta", beta)):
-        if p is None:
-            continue
-        if not isinstance(p, torch.Tensor) or not p.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor")
-        if p.shape != (channels,):
-            raise ValueError(f"{name} must have shape ({channels},) for x with {channels} channels, got {tuple(p.shape)}")
-        if p.device != x.device:
-            raise ValueError(f"{name} is on {p.device} but x is on {x.device}")
-    for name, f in (("upsample_filter", upsample_filter), ("downsample_filter", downsample_filter)):
-        if f is not None and f.numel() != FILTER_TAPS:
-            raise ValueError(
-                f"{name} must hold {FILTER_TAPS} taps, got shape {tuple(f.shape)}; "
-                "other filter sizes run through the modules' reference path"
-            )
-
-
-def anti_alias_activation(
-    x: torch.Tensor,
-    alpha: torch.Tensor,
-    beta: torch.Tensor | None = None,
-    *,
-    alpha_logscale: bool = True,
-    backend: str = "auto",
-    upsample_filter: torch.Tensor | None = None,
-    downsample_filter: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Anti-aliased Snake (``beta is None``) or SnakeBeta activation of BigVGAN.
-
-    Args:
-        x: (B, C, T) float tensor, any T >= 1; float32, float16, bfloat16 (float64 on ``"torch"``).
-        alpha: (C,) per-channel frequency parameter (log-scale when ``alpha_logscale``).
-        beta: (C,) per-channel magnitude parameter of SnakeBeta, or None for Snake.
-        alpha_logscale: parameters are stored as logarithms (every published v2 checkpoint).
-        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"`` (see ``bigvgan_fast.dispatch``).
-            An explicit backend that cannot run raises ``BackendUnavailableError`` with the reason.
-        upsample_filter, downsample_filter: 12 taps each; default the standard Kaiser-sinc taps.
-
-    Returns:
-        (B, C, T) tensor of the dtype of ``x``; fused backends compute in float32 and round once.
-    """
-    from . import dispatch
-
-    _check_inputs(x, alpha, beta, upsample_filter, downsample_filter)
-    name = dispatch.resolve(backend, x, alpha, beta)
-    if name == "torch":
-        return anti_alias_activation_ref(
-            x,
-            alpha,
-            beta,
-            alpha_logscale=alpha_logscale,
-            upsample_filter=upsample_filter,
-            downsample_filter=downsample_filter,
-        )
-    up_f = default_filter(x.device, torch.float32) if upsample_filter is None else upsample_filter
-    down_f = default_filter(x.device, torch.float32) if downsample_filter is None else downsample_filter
-    return dispatch.run_fused(name, x, alpha, beta, up_f, down_f, alpha_logscale)

@@ -1,4 +1,5 @@
-"""The fused anti-aliased activation as ``torch.library`` ops.
+"""The fused anti-aliased activation as ``torch.library`` ops: the only module that imports the
+Triton kernels (``bigvgan_fast.kernels``) and the CUDA extension (``bigvgan_fast._C``).
 
 Both fused backends share one schema, so ``torch.compile(fullgraph=True)`` and CUDA-graph capture
 see one opaque op per activation:
@@ -9,18 +10,39 @@ see one opaque op per activation:
 - ``bigvgan_fast::anti_alias_activation_triton``: defined here, implemented by
   ``bigvgan_fast.kernels.anti_alias_activation_forward``.
 - ``bigvgan_fast::anti_alias_activation_cuda``: defined and implemented in C++ by the extension
-  ``bigvgan_fast._C`` (``csrc/``); its fake implementation is registered here.
-
-The ops take contiguous inputs: :func:`fused` makes them so once, with float32 filters.
+  (``csrc/``); its fake implementation and autograd formula are registered here, at import.
 
 Training: both forward ops share one autograd formula, the Triton backward op
 ``bigvgan_fast::anti_alias_activation_triton_backward``, which saves only x and the parameters and
-recomputes the upsampled signal (the CUDA forward pairs with it).
+recomputes the upsampled signal (the CUDA forward pairs with it). The backward op itself has no
+derivative: double backward raises :class:`DoubleBackwardError`, naming the backend that has one.
+
+What cannot be imported is kept as a reason (:func:`triton_import_problem`,
+:data:`CUDA_IMPORT_PROBLEM`) for the backend table to report; nothing here raises at import.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+def _import_problem(module: str) -> str | None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # an import failure is a reason to report, whatever its type
+        return f"{module} cannot be imported ({type(err).__name__}: {err})"
+    return None
+
+
+class DoubleBackwardError(RuntimeError):
+    """A second derivative was asked of a fused op."""
+
+
+# --- Triton ----------------------------------------------------------------------------------------
 
 
 def _fake(x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale):
@@ -79,6 +101,17 @@ def _backward_fake(grad_y, x, alpha, beta, upsample_filter, downsample_filter, a
     return torch.empty_like(x, memory_format=torch.contiguous_format), grad_alpha, grad_beta
 
 
+def _no_double_backward(ctx, *grads):
+    raise DoubleBackwardError(
+        "double backward (a gradient of a gradient, e.g. create_graph=True then backward again) is not "
+        "supported by the fused backends 'triton' and 'cuda'; run the activation on backend='torch', "
+        "which supports it"
+    )
+
+
+anti_alias_activation_triton_backward.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
+
+
 def _setup_context(ctx, inputs, output):
     x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale = inputs
     ctx.save_for_backward(x, alpha, beta, upsample_filter, downsample_filter)
@@ -96,40 +129,58 @@ def _backward(ctx, grad_y):
 
 anti_alias_activation_triton.register_autograd(_backward, setup_context=_setup_context)
 
-def _register_cuda_op() -> bool:
+@functools.lru_cache(maxsize=None)
+def triton_import_problem() -> str | None:
+    """Why the Triton kernels cannot be imported, or None. Asked lazily, not at import: importing
+    Triton costs time, and TRITON_INTERPRET must be set before the kernels are first imported."""
+    problem = _import_problem("triton")
+    if problem is not None:
+        return problem + "; pip install triton"
+    return _import_problem("bigvgan_fast.kernels")
+
+
+# --- CUDA ------------------------------------------------------------------------------------------
+
+
+def _register_cuda_op() -> str | None:
     """Load the CUDA extension (its C++ registers the op) and give the op its fake implementation and
     autograd formula. Done at import, never inside a traced function: torch.compile must not meet
-    the registration calls."""
-    try:
-        import bigvgan_fast._C  # noqa: F401
-    except Exception:  # not built, or built for another torch: dispatch reports the import error
-        return False
+    the registration calls. Returns why the extension does not load, or None."""
+    problem = _import_problem("bigvgan_fast._C")
+    if problem is not None:
+        return problem
     torch.library.register_fake("bigvgan_fast::anti_alias_activation_cuda")(_fake)
     torch.library.register_autograd("bigvgan_fast::anti_alias_activation_cuda", _backward, setup_context=_setup_context)
-    return True
+    return None
 
 
-CUDA_OP_REGISTERED = _register_cuda_op()
+CUDA_IMPORT_PROBLEM = _register_cuda_op()
 
 
-def _cuda_op():
-    if not CUDA_OP_REGISTERED:
+def cuda_op():
+    """``torch.ops.bigvgan_fast.anti_alias_activation_cuda.default`` (raises the import error if absent)."""
+    if CUDA_IMPORT_PROBLEM is not None:
         import bigvgan_fast._C  # noqa: F401  (raises the import error)
     return torch.ops.bigvgan_fast.anti_alias_activation_cuda.default
 
 
-def fused(name, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale: bool) -> torch.Tensor:
-    """Run the fused op of backend ``name`` ("triton" or "cuda")."""
-    args = (
-        x.contiguous(),
-        alpha.contiguous(),
-        None if beta is None else beta.contiguous(),
-        upsample_filter.reshape(-1).to(device=x.device, dtype=torch.float32).contiguous(),
-        downsample_filter.reshape(-1).to(device=x.device, dtype=torch.float32).contiguous(),
-        bool(alpha_logscale),
-    )
+def fused_op(name: str):
+    """The op of fused backend ``name`` ("triton" or "cuda"), with autograd."""
     if name == "triton":
-        return anti_alias_activation_triton(*args)
+        return anti_alias_activation_triton
     if name == "cuda":
-        return _cuda_op()(*args)
+        return cuda_op()
+    raise ValueError(f"{name!r} is not a fused backend")
+
+
+def inference_launcher(name: str, device: torch.device, dtype: torch.dtype):
+    """The leanest call of fused backend ``name`` for inference (no autograd), same arguments as the
+    op. cuda: the C++ op itself (under ``torch.inference_mode`` the dispatcher goes straight to its
+    CUDA kernel). triton: the launcher without the custom op's Python dispatch."""
+    if name == "cuda":
+        return cuda_op()
+    if name == "triton":
+        from bigvgan_fast.kernels import anti_alias_activation_forward
+
+        return anti_alias_activation_forward
     raise ValueError(f"{name!r} is not a fused backend")
