@@ -27,6 +27,7 @@ import torch
 import bigvgan_fast
 from bigvgan_fast import anti_alias_activation, load_config
 from bigvgan_fast.anti_alias.policy import problem
+from bigvgan_fast.timing import kernel_ms
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -43,12 +44,10 @@ def model_shapes(config_name: str, frames: int) -> list[tuple[int, int]]:
 
 def copy_rate_gbps(dtype: torch.dtype) -> float:
     """Device-to-device copy rate (bytes read + written per second) on a 1 GiB buffer."""
-    from triton.testing import do_bench
-
     n = (1 << 30) // torch.tensor([], dtype=dtype).element_size()
     src = torch.randn(n, device="cuda").to(dtype)
     dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), warmup=50, rep=300, return_mode="median")
+    ms = kernel_ms(lambda: dst.copy_(src), rep_ms=300, warmup_ms=50)
     return 2 * src.numel() * src.element_size() / ms / 1e6
 
 
@@ -100,8 +99,6 @@ def checkpoint_json(args, partial: dict) -> None:
 
 
 def bench_forward(args) -> dict:
-    from triton.testing import do_bench
-
     official = official_kernel() if args.official else None
     f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
     rows = []
@@ -120,7 +117,7 @@ def bench_forward(args) -> dict:
                 if "triton" in args.backends:
                     providers["triton_op"] = lambda: bigvgan_fast.anti_alias.library.anti_alias_activation_triton(x, alpha, beta, f, f, True)
                 if "cuda" in args.backends and problem("cuda", "cuda", dtype, False) is None:
-                    cuda_op = bigvgan_fast.library.cuda_op()
+                    cuda_op = bigvgan_fast.anti_alias.library.cuda_op()
                     providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True)
                 if official is not None:
                     # Its arguments as the official Activation1d passes them: taps and parameters in
@@ -130,7 +127,7 @@ def bench_forward(args) -> dict:
                 for name, fn in providers.items():
                     if name.removesuffix("_op") in ("triton", "cuda") and problem(name.removesuffix("_op"), "cuda", dtype, False) is not None:
                         continue
-                    ms = do_bench(fn, warmup=25, rep=args.rep_ms, return_mode="median")
+                    ms = kernel_ms(fn, rep_ms=args.rep_ms)
                     row[f"{name}_ms"] = ms
                     row[f"{name}_gbps"] = nbytes / ms / 1e6
                     row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
@@ -155,8 +152,6 @@ def print_forward(result: dict, backends: list[str]) -> None:
 
 
 def bench_backward(args) -> dict:
-    from triton.testing import do_bench
-
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
@@ -176,7 +171,7 @@ def bench_backward(args) -> dict:
                         y = anti_alias_activation(x, alpha, beta, backend=name)
                         y.backward(grad)
 
-                    ms = do_bench(step, warmup=10, rep=args.rep_ms, grad_to_none=[x, alpha, beta], return_mode="median")
+                    ms = kernel_ms(step, rep_ms=args.rep_ms, warmup_ms=10, grad_to_none=[x, alpha, beta])
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
                     base = torch.cuda.memory_allocated()
@@ -206,7 +201,7 @@ def bench_backward(args) -> dict:
             train_step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        ms = do_bench(train_step, warmup=1, rep=args.rep_ms * 20, return_mode="median")
+        ms = kernel_ms(train_step, rep_ms=args.rep_ms * 20, warmup_ms=1)
         train.append({"backend": name, "ms": ms, "peak_gb": torch.cuda.max_memory_allocated() / 2**30})
         torch.cuda.empty_cache()
     return {"rows": rows, "train_step": train}

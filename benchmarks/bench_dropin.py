@@ -30,7 +30,7 @@ import warnings
 
 import torch
 
-from bigvgan_fast.timing import median_ms
+from bigvgan_fast.timing import measure, synchronize
 
 from bigvgan_fast import BigVGAN, load_config
 from bigvgan_fast.accelerate import accelerate
@@ -65,16 +65,6 @@ def build_before_model(config, device):
     return model.eval().to(device), name + " (official, torch activations)"
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn, device, warmup: int, repeats: int) -> tuple[float, list[float]]:
-    """Median milliseconds of ``fn()`` (CUDA events on a GPU, perf_counter on a CPU)."""
-    return median_ms(fn, device, warmup, repeats)
-
-
 def time_model(model, mels, device, warmup, repeats):
     rows = {}
     for frames, mel in mels.items():
@@ -84,7 +74,7 @@ def time_model(model, mels, device, warmup, repeats):
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        median, _ = time_ms(run, device, warmup, repeats)
+        median = measure(run, device, warmup, repeats).median_ms
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         rows[frames] = {"median_ms": median, "peak_mib": peak}
     return rows
@@ -101,16 +91,16 @@ def first_packet_latency(model, config, device, frames: int, repeats: int, stead
     first, steady = [], []
     for _ in range(repeats + 1):  # the first pass warms up
         packets = stream(model, one_at_a_time())
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         next(packets)
-        sync(device)
+        synchronize(device)
         first.append((time.perf_counter() - t0) * 1e3)
         for _ in range(steady_packets):
             t0 = time.perf_counter()
             if next(packets, None) is None:
                 break
-            sync(device)
+            synchronize(device)
             steady.append((time.perf_counter() - t0) * 1e3)
         packets.close()
     lookahead = receptive_field_frames(config)

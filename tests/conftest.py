@@ -12,6 +12,53 @@ if not torch.cuda.is_available():
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+TINY = os.path.join(GOLDEN, "tiny_generator")
+
+# A generator with every layer kind at a fraction of the tiny golden model's cost (hop 4, 8 bands,
+# two AMP blocks per stage, 17 anti-aliased activations).
+SMALL_OVERRIDES = dict(
+    upsample_rates=[2, 2],
+    upsample_kernel_sizes=[4, 4],
+    upsample_initial_channel=16,
+    resblock_kernel_sizes=[3, 5],
+    resblock_dilation_sizes=[[1, 2], [1, 3]],
+    num_mels=8,
+    hop_size=4,
+    n_fft=16,
+    win_size=16,
+)
+
+
+def small_config(**overrides):
+    """The tiny golden model's config with SMALL_OVERRIDES, then ``overrides``."""
+    from bigvgan_fast import load_config
+
+    data = load_config(TINY).to_dict()
+    data.update(SMALL_OVERRIDES)
+    data.update(overrides)
+    return load_config(data)
+
+
+def spread_snake_parameters(model, seed=0):
+    """Random Snake parameters (the initial ones are all zero, which would hide a swapped alpha/beta
+    and most of the activation's nonlinearity)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith((".alpha", ".beta")):
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The test models are small: their ops are too short to split over threads, and on a shared
+    2-core CPU the threads' barriers stall (measured: 3.9 s on one thread, 352 s on two, for the
+    streaming deviation test while another process held one of the two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,8 +68,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture
-def golden_dir():
-    return GOLDEN

@@ -18,11 +18,6 @@ import warnings
 
 import torch
 
-# Without a GPU the Triton kernel runs on CPU tensors only through the interpreter, which must be
-# chosen before triton is first imported (conftest.py does the same for the whole session).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch.nn.functional as F
 from torch import nn
@@ -30,47 +25,16 @@ from torch import nn
 from bigvgan_fast import BigVGAN, load_config
 from bigvgan_fast.accelerate import BACKEND_ATTRIBUTE, accelerate
 from bigvgan_fast.checkpoint import load_generator_state_dict
-from definition import spec_filter
+from conftest import TINY, small_config, spread_snake_parameters
+from definition import assert_close_to_definition, definition, spec_filter
 
-TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = 2e-5  # docs/definition.md, float32 I/O
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: on a shared 2-core CPU two threads stall at every op's barrier (see test_streaming)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fused_config():
     """9 anti-aliased activations: two stages of one AMP block with dilations (1, 2), and the post one."""
-    data = load_config(TINY).to_dict()
-    data.update(
-        upsample_rates=[2, 2],
-        upsample_kernel_sizes=[4, 4],
-        upsample_initial_channel=16,
-        resblock_kernel_sizes=[3],
-        resblock_dilation_sizes=[[1, 2]],
-        num_mels=8,
-        hop_size=4,
-        n_fft=16,
-        win_size=16,
-    )
-    return load_config(data)
-
-
-def spread_snake_parameters(model, seed=0):
-    """Random Snake parameters (the initial ones are all zero, which would hide a swapped alpha/beta)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith((".alpha", ".beta")):
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-    return model
+    return small_config(resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 2]])
 
 
 @pytest.fixture
@@ -357,6 +321,26 @@ def test_accelerated_tree_compiles_with_fullgraph(kernel_calls):
     with torch.no_grad():
         assert max_abs(compiled(x), expected) <= TOLERANCE
     assert len(kernel_calls) == 2
+
+
+def test_taps_loaded_after_accelerate_are_used_in_half_precision():
+    """Issue 9 item 4: whether the taps were the standard ones was decided once, in accelerate();
+    taps loaded later, then a cast to float16, ran the fused op with the standard taps (max error 1.49)."""
+    model = nn.Sequential(LookAlikeActivation(4, seed=1)).eval()
+    accelerate(model, backend="triton")
+    state = model.state_dict()
+    gen = torch.Generator().manual_seed(9)
+    for key in state:
+        if key.endswith(".filter"):
+            state[key] = state[key] + 0.05 * torch.randn(state[key].shape, generator=gen)
+    model.load_state_dict(state)
+    model.half()
+    act = model[0]
+    x = (2 * torch.randn(1, 4, 40, generator=gen)).half()
+    with torch.inference_mode():
+        out = model(x)
+    expected = definition(x, act.act.alpha, act.act.beta, True, act.upsample.filter, act.downsample.lowpass.filter)
+    assert_close_to_definition(out, expected)
 
 
 def test_only_unfusable_activations_raise():

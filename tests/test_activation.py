@@ -99,11 +99,61 @@ def test_reference_upcast_half_within_one_ulp():
         (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), torch.zeros(2)), ValueError, "beta"),
         (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), upsample_filter=torch.ones(10)), ValueError, "12 taps"),
         (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), backend="fast"), ValueError, "unknown backend"),
+        # issue 9 item 8: filters on another device were read as uninitialised memory
+        (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), upsample_filter=torch.ones(12, device="meta")),
+         ValueError, "upsample_filter is on meta but x is on cpu"),
+        (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), downsample_filter=torch.ones(12, device="meta")),
+         ValueError, "downsample_filter is on meta"),
+        (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3), upsample_filter=torch.ones(12, dtype=torch.int64)),
+         TypeError, "upsample_filter must be a floating-point tensor"),
+        (lambda: anti_alias_activation(torch.randn(1, 3, 5), torch.zeros(3, device="meta")), ValueError, "alpha is on meta"),
     ],
 )
 def test_bad_input_is_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 7), (0, 3, 7)], ids=["no_channels", "no_batch"])
+def test_empty_input_gives_an_empty_result_on_the_torch_backend(shape):
+    out = anti_alias_activation(torch.randn(*shape), torch.zeros(shape[1]), torch.zeros(shape[1]), backend="torch")
+    assert out.shape == shape and out.dtype == torch.float32
+
+
+TRITON_PROBLEM = policy.problem("triton", "cpu", torch.float32, False)
+needs_triton = pytest.mark.skipif(TRITON_PROBLEM is not None, reason=f"triton cannot run here: {TRITON_PROBLEM}")
+
+
+@needs_triton
+def test_filters_that_require_grad_are_refused_by_fused_backends_and_served_by_auto():
+    """Issue 9 item 5: the Triton backend left a filter's .grad at None, silently."""
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(1, 2, 9, generator=gen)
+    alpha = torch.zeros(2)
+    taps = default_filter("cpu").view(-1).clone().requires_grad_()
+    with pytest.raises(BackendUnavailableError, match="no gradient to upsample_filter / downsample_filter"):
+        anti_alias_activation(x, alpha, backend="triton", upsample_filter=taps)
+    anti_alias_activation(x, alpha, backend="auto", upsample_filter=taps).sum().backward()  # CPU: torch
+    assert taps.grad is not None and taps.grad.abs().sum() > 0
+    with torch.no_grad():  # no gradient wanted: the fused backend serves
+        anti_alias_activation(x, alpha, backend="triton", upsample_filter=taps)
+
+
+@needs_triton
+def test_double_backward_through_a_fused_op_names_the_backend_that_has_it():
+    """Issue 9 item 6: the error was torch's "no autograd formula was registered"."""
+    gen = torch.Generator().manual_seed(22)
+    x = torch.randn(1, 2, 9, generator=gen, requires_grad=True)
+    alpha = (0.3 * torch.randn(2, generator=gen)).requires_grad_()
+    y = anti_alias_activation(x, alpha, backend="triton")
+    (grad_x,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(bigvgan_fast.DoubleBackwardError, match="backend='torch', which supports it"):
+        grad_x.sum().backward()
+    # The torch backend does it.
+    y = anti_alias_activation(x, alpha, backend="torch")
+    (grad_x,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    grad_x.sum().backward()
+    assert alpha.grad is not None
 
 
 def test_explicit_triton_on_cpu_without_interpreter_raises(monkeypatch):

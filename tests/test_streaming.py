@@ -15,54 +15,16 @@ from safetensors.torch import load_file
 from bigvgan_fast import BigVGAN, available_configs, load_config, receptive_field_frames
 from bigvgan_fast.generator import receptive_field_reach
 from bigvgan_fast.streaming import SAFETY_MARGIN_FRAMES, stream, synthesize
+from conftest import TINY, small_config, spread_snake_parameters
 
-TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 MEL_GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "mel.safetensors")
-
-
-def small_config(**overrides):
-    """A generator of every layer kind at a fraction of the tiny model's cost (hop 4, 8 bands)."""
-    data = load_config(TINY).to_dict()
-    data.update(
-        upsample_rates=[2, 2],
-        upsample_kernel_sizes=[4, 4],
-        upsample_initial_channel=16,
-        resblock_kernel_sizes=[3, 5],
-        resblock_dilation_sizes=[[1, 2], [1, 3]],
-        num_mels=8,
-        hop_size=4,
-        n_fft=16,
-        win_size=16,
-    )
-    data.update(overrides)
-    return load_config(data)
-
-
-def spread_model(model):
-    """Some spread in the Snake parameters (the initial ones are all zero)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith((".alpha", ".beta")):
-                p.normal_(0, 0.3)
-    return model
 
 
 def random_model(config, dtype=torch.float32, seed=0):
     """The official initialisation (unsaturated output: the final clamp would hide dependencies)
     with spread Snake parameters; eval mode, weight norm folded."""
     torch.manual_seed(seed)
-    return spread_model(BigVGAN(config, backend="torch").remove_weight_norm().eval().to(dtype))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are small: their ops are too short to split over threads, and on a shared CPU
-    the threads' barriers stall (measured: 3.9 s on one thread, 352 s on two, for the streaming
-    deviation test while another process held one of the two cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return spread_snake_parameters(BigVGAN(config, backend="torch").remove_weight_norm().eval().to(dtype), seed)
 
 
 @pytest.fixture(scope="module")
@@ -387,7 +349,7 @@ def test_synthesize_and_stream_on_the_gpu_22khz_model():
     from bigvgan_fast import accelerate
 
     torch.manual_seed(10)
-    model = spread_model(BigVGAN("bigvgan_v2_22khz_80band_256x").remove_weight_norm().eval()).cuda()
+    model = spread_snake_parameters(BigVGAN("bigvgan_v2_22khz_80band_256x").remove_weight_norm().eval()).cuda()
     accelerate(model)
     mel = torch.randn(1, 80, 150, device="cuda")
     # Float32 convolutions throughout (cuDNN would round their inputs to TF32).

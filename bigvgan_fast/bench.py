@@ -1,0 +1,137 @@
+"""``python -m bigvgan_fast bench``: the generator's speed with random weights (no download).
+
+Times the eager forward and, on a GPU, the same forward replayed from a CUDA graph
+(:mod:`bigvgan_fast.graphs`); reports the backend that actually ran, min / median / max of the
+steady state, the first (warm-up) call and the graph capture apart from it, and the speed as
+"N x faster than real time" (seconds of audio per second of compute).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+from torch import nn
+
+from .anti_alias import policy
+from .config import load_config
+from .generator import BigVGAN
+from .modules import Activation1d
+from .timing import measure, synchronize
+
+
+class _Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def _first_call_ms(fn, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def bench_generator(
+    config: str,
+    *,
+    frames: int,
+    batch: int = 1,
+    device: torch.device,
+    dtype: torch.dtype,
+    backend: str = "auto",
+    repeats: int,
+    warmup: int,
+    cuda_graph: bool | None = None,
+    conv_only: bool = False,
+    on_step=None,
+) -> dict:
+    """Time ``config``'s generator on a random (batch, num_mels, frames) mel; see the module docstring.
+
+    ``cuda_graph`` None: graphed as well as eager on a GPU, eager only on a CPU. ``conv_only``
+    replaces every anti-aliased activation with identity: the cost of everything else.
+    """
+    h = load_config(config)
+    torch.manual_seed(0)
+    model = BigVGAN(h, backend=backend, use_weight_norm=False).eval().to(device=device, dtype=dtype)
+    if conv_only:
+        for module in model.modules():
+            if isinstance(module, Activation1d):
+                module.forward = _Identity().forward
+    mel = torch.randn(batch, h.num_mels, frames, device=device, dtype=dtype)
+    samples = batch * frames * h.upsample_factor
+    audio_s = samples / batch / h.sampling_rate
+    ran = "none (conv_only)" if conv_only else policy.choose(backend, device.type, dtype, False)
+
+    def eager():
+        with torch.inference_mode():
+            model(mel)
+
+    result = {
+        "config": config,
+        "device": device_name(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "backend_requested": backend,
+        "backend": ran,
+        "batch": batch,
+        "frames": frames,
+        "output_samples": samples,
+        "audio_seconds": audio_s,
+        "torch": torch.__version__,
+        "timing": "CUDA events" if device.type == "cuda" else "time.perf_counter",
+    }
+    modes = {"eager": eager}
+    if cuda_graph is None:
+        cuda_graph = device.type == "cuda"
+    if cuda_graph:
+        from .graphs import GraphRunner
+
+        runner = GraphRunner(model)
+        modes["graph"] = lambda: runner(mel)
+    for mode, fn in modes.items():
+        first = _first_call_ms(fn, device)  # warm-up: cuDNN's choices, Triton's compile, the capture
+        timing = measure(fn, device, warmup, repeats, on_step)
+        row = {"first_call_ms": first, **timing.as_dict()}
+        row["mhz"] = samples / timing.median_ms / 1e3
+        row["x_real_time"] = audio_s / (timing.median_ms / 1e3)
+        if mode == "graph":
+            row["captures"] = runner.captures
+        result[mode] = row
+    return result
+
+
+def real_time(factor: float) -> str:
+    """Seconds of audio per second of compute, in words (never a bare ratio, which reads like an RTF)."""
+    if factor >= 1:
+        return f"{factor:,.1f}x faster than real time"
+    return f"{1 / factor:,.1f}x slower than real time"
+
+
+def format_result(result: dict) -> str:
+    lines = [
+        f"{result['config']} | {result['device']} | {result['dtype']} | backend {result['backend']}"
+        + (f" (asked: {result['backend_requested']})" if result["backend_requested"] != result["backend"] else "")
+        + f" | batch {result['batch']} x {result['frames']} frames = {result['audio_seconds']:.2f} s of audio"
+    ]
+    for mode in ("eager", "graph"):
+        row = result.get(mode)
+        if row is None:
+            continue
+        capture = ""
+        if mode == "graph" and row.get("captures"):
+            c = row["captures"][0]
+            capture = f"; capture {c['warmup_ms']:.0f} ms warm-up + {c['capture_ms']:.0f} ms"
+        lines.append(
+            f"{mode:<6} median {row['median_ms']:.2f} ms (min {row['min_ms']:.2f}, max {row['max_ms']:.2f}, "
+            f"{row['repeats']} runs): {1e3 * row['mhz']:,.1f} kHz of output, {real_time(row['x_real_time'])}; "
+            f"first call {row['first_call_ms']:.0f} ms{capture}"
+        )
+    return "\n".join(lines)
