@@ -158,12 +158,39 @@ __device__ __forceinline__ bool is_16_byte_aligned(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
-// Precise sinf (no --use_fast_math): __sinf's absolute error grows with |a*u| outside [-pi, pi]
-// and no bound of it against SPEC.md's 2e-5 has been shown. sinf's rare slow path (|a*u| >= 105615)
-// is what the 32-byte stack frame in ptxas's report holds; it never spills registers.
-__device__ __forceinline__ float snake(float u, float a, float inv_b) {
-  const float s = sinf(a * u);
-  return fmaf(inv_b, s * s, u);
+// The shared fast sine (docs/fast_sine.md; the same constants are in bigvgan_fast/fast_sine.py, and
+// tests/test_fast_sine.py checks that they agree). sin(v)^2 depends on v only modulo pi, so v is
+// reduced modulo pi, r = v - k*pi with |r| <= pi/2 + 0.003, and r goes to the hardware sine
+// (__sinf = MUFU.SIN, max error 2^-21.41 on [-pi, pi]). |s*s - sin(v)^2| <= 1.1e-6 for |v| < kFastSineMax.
+constexpr float kInvPi = 0.31830987334251404f;  // float32(1/pi)
+// 1.5 * 2^23: fma(v, kInvPi, kRoundMagic) - kRoundMagic is v/pi rounded to an integer (|v/pi| < 2^22),
+// on the FP32 pipe.
+constexpr float kRoundMagic = 12582912.0f;
+// Cody-Waite: kPiA has 8 significant bits, so k * kPiA is exact for |k| < 2^16 and v - k * kPiA is
+// exact (Sterbenz); the one rounding is in the kPiB step. |pi - kPiA - kPiB| = 5.1e-12.
+constexpr float kPiA = 3.140625f;
+constexpr float kPiB = 0.0009676535846665502f;  // float32(pi - kPiA)
+// |v| < 2^16 keeps |k| <= 20861: the dropped third constant then costs at most 1.1e-7.
+constexpr float kFastSineMax = 65536.0f;
+
+// Larger (and non-finite) v: the precise sine, as a float32 evaluation of the definition would use.
+// Out of line: one call per sine site, rarely taken, instead of ~18 inlined Payne-Hanek reductions.
+__device__ __noinline__ float precise_sine(float v) { return sinf(v); }
+
+__device__ __forceinline__ float sine_squared(float v) {
+  const float k = fmaf(v, kInvPi, kRoundMagic) - kRoundMagic;
+  float r = fmaf(-k, kPiA, v);
+  r = fmaf(-k, kPiB, r);
+  float s = __sinf(r);
+  if (!(fabsf(v) < kFastSineMax)) s = precise_sine(v);  // NaN too: sinf(NaN) = NaN
+  return s * s;
+}
+
+// z' = a * z = v + a * inv_b * sin(v)^2 with v = a * u: the kernel carries z scaled by a (the
+// upsample taps hold 2 * a * f_up, the downsample taps f_down / a), which saves the multiply a * u
+// per sine. scaled_inv_b = a * inv_b.
+__device__ __forceinline__ float snake_scaled(float v, float scaled_inv_b) {
+  return fmaf(scaled_inv_b, sine_squared(v), v);
 }
 
 // u[2m] and u[2m+1] from w[i] = x[m-3+i], i < 7 (clamped); `up` holds 2 * f_up (exact scaling).
@@ -228,7 +255,7 @@ __device__ __forceinline__ void stage_input(const T* __restrict__ x_row, int64_t
 }
 
 // Step 2: ze/zo[j] for m = t0 - 3 + j, j < min(n_out + 6, kZCount). Chunks past that are skipped.
-__device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], float a, float inv_b, int n_out,
+__device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], float scaled_inv_b, int n_out,
                                                   const float* __restrict__ xs, float* __restrict__ z_even,
                                                   float* __restrict__ z_odd, int tid) {
   const int m_needed = n_out + 6;
@@ -245,8 +272,8 @@ __device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], floa
       for (int i = 0; i < 7; ++i) window[i] = w[j + i];
       float u_even, u_odd;
       upsample_pair(up, window, u_even, u_odd);
-      z_even[m_begin + j] = snake(u_even, a, inv_b);
-      z_odd[m_begin + j] = snake(u_odd, a, inv_b);
+      z_even[m_begin + j] = snake_scaled(u_even, scaled_inv_b);
+      z_odd[m_begin + j] = snake_scaled(u_odd, scaled_inv_b);
     }
   }
   // The 6 m values past the per-thread chunks (kTile .. kTile + 5).
@@ -258,8 +285,8 @@ __device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], floa
       for (int i = 0; i < 7; ++i) window[i] = xs[m + 2 + i];
       float u_even, u_odd;
       upsample_pair(up, window, u_even, u_odd);
-      z_even[m] = snake(u_even, a, inv_b);
-      z_odd[m] = snake(u_odd, a, inv_b);
+      z_even[m] = snake_scaled(u_even, scaled_inv_b);
+      z_odd[m] = snake_scaled(u_odd, scaled_inv_b);
     }
   }
 }
@@ -337,44 +364,66 @@ __device__ __forceinline__ void store_output(T* __restrict__ y_row, int64_t t0, 
   for (int i = scalar_from + tid; i < n_out; i += kThreads) Io<T>::store(y_row + t0 + i, ys[i]);
 }
 
+// The per-channel constants of one tile: upsample taps 2 * sigma * f_up, downsample taps f_down / sigma,
+// and sigma * inv_b, with sigma = a (z is carried scaled by a: see snake_scaled). For |a| < 2^-64,
+// sigma = 1 and the sine term is dropped: inv_b * sin(a*u)^2 <= inv_b * 2^-128 * u^2 is then below
+// float32 resolution of u for any |u| < 2^64 / inv_b. NaN and infinite a keep sigma = a, so they
+// reach every output as NaN, as in a float32 evaluation of the definition.
+struct ChannelConstants {
+  float up[kTaps];
+  float down[kTaps];
+  float scaled_inv_b;
+};
+
+// Written by the first 2 * kTaps + 1 threads of the block (one value each), read by all after the
+// next __syncthreads: the exp, the division and the 24 products run once per block, not per thread.
+__device__ __forceinline__ void write_channel_constants(const KernelParams& p, int64_t channel,
+                                                       ChannelConstants& out, int tid) {
+  if (tid > 2 * kTaps) return;
+  float a = __ldg(p.alpha + channel);
+  float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
+  if (p.alpha_logscale) {
+    a = expf(a);
+    b = expf(b);
+  }
+  const bool scale_by_a = !(fabsf(a) < 0x1p-64f);
+  const float sigma = scale_by_a ? a : 1.0f;
+  if (tid < kTaps) {
+    out.up[tid] = (2.0f * sigma) * __ldg(p.upsample_filter + tid);
+  } else if (tid < 2 * kTaps) {
+    out.down[tid - kTaps] = __ldg(p.downsample_filter + tid - kTaps) / sigma;
+  } else {
+    out.scaled_inv_b = scale_by_a ? a * (1.0f / (b + kSnakeEps)) : 0.0f;
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) anti_alias_activation_kernel(const KernelParams p) {
   __shared__ __align__(16) float xs[kXSize];  // the x tile, then the y tile (from xs + kXOffset)
-  __shared__ float z_even[kZSize];            // z[2m],   m = t0 - 3 + j
-  __shared__ float z_odd[kZSize];             // z[2m+1], m = t0 - 3 + j
+  __shared__ float z_even[kZSize];            // a * z[2m],   m = t0 - 3 + j
+  __shared__ float z_odd[kZSize];             // a * z[2m+1], m = t0 - 3 + j
+  __shared__ __align__(16) ChannelConstants constants;
 
   const int tid = static_cast<int>(threadIdx.x);
   const T* __restrict__ x = static_cast<const T*>(p.x);
   T* __restrict__ y = static_cast<T*>(p.y);
   const int64_t time_steps = p.time_steps;
 
-  float up[kTaps];
-  float down[kTaps];
-#pragma unroll
-  for (int k = 0; k < kTaps; ++k) {
-    up[k] = 2.0f * __ldg(p.upsample_filter + k);
-    down[k] = __ldg(p.downsample_filter + k);
-  }
-
   // One tile per block in practice (the grid covers all tiles up to 2^31 - 1 of them).
   for (int64_t tile = blockIdx.x; tile < p.total_tiles; tile += gridDim.x) {
     const int64_t row = tile / p.tiles_per_row;
     const int64_t t0 = (tile - row * p.tiles_per_row) * kTile;
     const int n_out = static_cast<int>(time_steps - t0 < kTile ? time_steps - t0 : kTile);
-    const int64_t channel = row % p.channels;
-    float a = __ldg(p.alpha + channel);
-    float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
-    if (p.alpha_logscale) {
-      a = expf(a);
-      b = expf(b);
-    }
-    const float inv_b = 1.0f / (b + kSnakeEps);
     const T* x_row = x + row * time_steps;
     T* y_row = y + row * time_steps;
 
+    write_channel_constants(p, row % p.channels, constants, tid);
     stage_input<T>(x_row, t0, n_out, time_steps, xs, tid);
     __syncthreads();
-    upsample_activate(up, a, inv_b, n_out, xs, z_even, z_odd, tid);
+    float up[kTaps];
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) up[k] = constants.up[k];
+    upsample_activate(up, constants.scaled_inv_b, n_out, xs, z_even, z_odd, tid);
     __syncthreads();
     const bool at_start = t0 == 0;
     const int64_t remaining = time_steps - t0;  // >= n_out
@@ -383,10 +432,13 @@ __global__ void __launch_bounds__(kThreads) anti_alias_activation_kernel(const K
       clamp_z_at_borders(at_start, near_end, static_cast<int>(near_end ? remaining : 0), n_out, z_even, z_odd, tid);
       __syncthreads();
     }
+    float down[kTaps];
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) down[k] = constants.down[k];
     downsample(down, n_out, z_even, z_odd, xs + kXOffset, tid);
     __syncthreads();
     store_output<T>(y_row, t0, n_out, xs + kXOffset, tid);
-    if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs is restaged next
+    if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs and the constants are rewritten next
   }
 }
 
