@@ -266,3 +266,27 @@ def test_host_checks_raise_their_message(checks_op, case):
     with pytest.raises(RuntimeError) as raised:
         checks_op(*spoil(torch, x, alpha, beta, up, down))
     assert str(raised.value).splitlines()[0] == f"anti_alias_activation_cuda: {message}"
+
+
+@needs_nvcc
+def test_sm90_hot_path_instruction_budget():
+    """Issue 12's arithmetic target, counted in the sm_90 SASS by benchmarks/cuda_sass.py: at most 40
+    FP32-pipe operations and exactly 2 MUFU (the two hardware sines) per output on the common path,
+    every dtype, no spills."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cuda_sass", ROOT / "benchmarks" / "cuda_sass.py")
+    cuda_sass = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cuda_sass)
+    try:
+        cuda_sass.find_cuobjdump()
+    except SystemExit as err:
+        pytest.skip(str(err))
+    result = cuda_sass.count(CSRC / "anti_alias_activation.cu", 90)
+    assert sorted(result["kernels"]) == ["bfloat16", "float16", "float32"]
+    for dtype, kernel in result["kernels"].items():
+        hot = kernel["hot_path_per_output"]
+        assert 24 <= hot["fp32"] <= 40, f"{dtype}: {hot['fp32']} FP32-pipe operations per output"
+        assert hot.get("mufu") == 2, f"{dtype}: {hot.get('mufu')} MUFU per output"
+        assert kernel["spill_stores"] == 0 and kernel["spill_loads"] == 0, f"{dtype} spills"
+        assert kernel["registers"] <= 64, f"{dtype}: {kernel['registers']} registers (4 blocks of 256 per SM need <= 64)"
