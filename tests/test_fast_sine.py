@@ -146,3 +146,63 @@ def test_zero_and_subnormal_arguments():
     k, r = fast_sine.reduce(v)
     assert np.all(k == 0) and np.array_equal(r, v)
     assert np.all(fast_sine.sine_squared(v) <= 1e-76)
+
+
+def kernel_algorithm(x, alpha, beta, logscale, up, down, hardware_error):
+    """The CUDA kernel's arithmetic in float32 on the CPU: z carried scaled by a (upsample taps
+    2a f_up, downsample taps f_down / a, sine term a/b s2), the fast sine with its core off by
+    ``hardware_error``, the slow path past FAST_MAX. An emulation of the algorithm, not of the code."""
+    import torch
+
+    x = x.detach().float()
+    batch, channels, T = x.shape
+    a = alpha.float()
+    b = a if beta is None else beta.float()
+    if logscale:
+        a, b = torch.exp(a), torch.exp(b)
+    n, t = torch.arange(2 * T), torch.arange(T)
+    y = torch.empty(batch, channels, T)
+    for c in range(channels):
+        scale_by_a = not bool(a[c].abs() < 2.0**-64)
+        sigma = a[c] if scale_by_a else torch.tensor(1.0)
+        up_c, down_c = (2.0 * sigma) * up.float(), down.float() / sigma
+        scaled_inv_b = a[c] * (1.0 / (b[c] + 1e-9)) if scale_by_a else torch.tensor(0.0)
+        v = torch.zeros(batch, 2 * T)
+        for k in range(12):
+            src = torch.clamp(torch.div(n + 15 - k, 2, rounding_mode="floor") - 5, 0, T - 1)
+            v = v + torch.where((n + 15 - k) % 2 == 0, up_c[k] * x[:, c, src], torch.zeros(()))
+        s2 = fast_sine.sine_squared(v.numpy(), sin_core=lambda r: np.sin(r) + hardware_error)
+        z = v + scaled_inv_b * torch.from_numpy(s2)
+        acc = torch.zeros(batch, T)
+        for k in range(12):
+            acc = acc + down_c[k] * z[:, torch.clamp(2 * t + k - 5, 0, 2 * T - 1)]
+        y[:, c] = acc
+    return y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("logscale", [True, False], ids=["logscale", "linear"])
+def test_kernel_algorithm_meets_spec_with_the_worst_hardware_sine(dtype, logscale):
+    """The kernel's algorithm (a-scaled z, fast sine) within SPEC's tolerances of the float64
+    definition, borders included, with the hardware sine off by its full documented error in either
+    direction: what the GPU tests check on the real kernel."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from definition import assert_close_to_definition, definition, spec_filter
+
+    torch_dtype = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(7 + logscale)
+    x = torch.clamp(3 * torch.randn(2, 3, 2311, generator=gen, dtype=torch.float64), -10, 10).to(torch_dtype)
+    if logscale:
+        alpha, beta = 0.3 * torch.randn(3, generator=gen), 0.3 * torch.randn(3, generator=gen)
+    else:
+        alpha, beta = 0.5 + torch.rand(3, generator=gen), 0.5 + torch.rand(3, generator=gen)
+    taps = spec_filter().float()
+    up, down = taps + 0.05 * torch.randn(12, generator=gen), taps + 0.05 * torch.randn(12, generator=gen)
+    expected = definition(x, alpha, beta, logscale, up, down)
+    for direction in (-1.0, 1.0):
+        y = kernel_algorithm(x, alpha, beta, logscale, up, down, direction * fast_sine.HARDWARE_SINE_ERROR)
+        assert_close_to_definition(y.to(torch_dtype), expected)
