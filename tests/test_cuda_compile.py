@@ -229,6 +229,8 @@ def checks_op(tmp_path_factory):
 
     if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler (c++ / g++) found")
+    if not cpp_extension.is_ninja_available():
+        pytest.skip("torch's inline extension build needs ninja (pip install ninja)")
     build = tmp_path_factory.mktemp("checks_op")
     cpp_extension.load_inline(
         name="bigvgan_fast_checks",
