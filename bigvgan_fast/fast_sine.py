@@ -45,7 +45,8 @@ def reduce(v) -> tuple[np.ndarray, np.ndarray]:
     Each fma is evaluated exactly in float64 and rounded once to float32: v * INV_PI is exact in
     float64 (24 + 24 bits) and the magic-number sum is rint of it; v - k * PI_A is exact in float32
     (returned as such, and tests check it); r1 - k * PI_B is exact in float64 (a multiple of 2^-33
-    below 2^5) before its one rounding. Non-finite v gives k = +-inf or nan and r = nan.
+    below 2^5) before its one rounding. Non-finite v gives k = +-inf or nan and r = nan. Past
+    |v| = 2^22 * pi (far beyond FAST_MAX, where the kernels take the slow path) k is only approximate.
     """
     v32 = np.asarray(v, dtype=np.float32)
     v64 = v32.astype(np.float64)
