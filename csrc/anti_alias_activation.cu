@@ -22,9 +22,12 @@
 //   4. each thread computes kOutputsPerThread consecutive y (sliding windows over ze, zo) into
 //      shared memory, reusing the x buffer;
 //   5. store the y tile with 16-byte vector stores where the row allows them.
-// Every z is computed once per block (plus 6 halo values): the sine is most of the arithmetic.
+// Every z is computed once per block (plus 6 halo values). The sine is the shared fast sine
+// (docs/fast_sine.md): a mod-pi reduction and the hardware sine, 7 FP32 operations and 1 MUFU; z is
+// carried scaled by a (see snake_scaled). benchmarks/cuda_sass.py counts the SASS: 39.9 FP32-pipe
+// operations and 2 MUFU per output on the common path for sm_90 (upsample 12, downsample 12).
 //
-// Nothing below was measured yet (no GPU while writing it): every size is a reasoned first choice.
+// The H200 run (MEASURED.md) timed the kernel before the fast sine; nothing since has been timed.
 
 #include "anti_alias_activation.h"
 
@@ -42,10 +45,13 @@ constexpr int kTaps = 12;
 constexpr int kThreads = 256;
 // Odd, so that thread i's chunk starting at i * kOutputsPerThread (words) puts the 32 threads of a
 // warp in 32 different shared-memory banks in steps 2 and 4. 9 gives a 2304-sample tile: 27.1 KB
-// of shared memory per block, and 18 inlined sines per thread in step 2 (~3,300 SASS instructions
-// per kernel). ptxas (CUDA 13.0, sm_90) gives 54-58 registers, so 4 blocks of 256 threads per SM.
+// of shared memory per block, and 18 inlined fast sines per thread in step 2 (~2,000 SASS
+// instructions per kernel for sm_90, CUDA 13.0).
 constexpr int kOutputsPerThread = 9;
 constexpr int kTile = kThreads * kOutputsPerThread;
+// 4 blocks of 256 threads per SM caps ptxas at 64 registers: without the cap it schedules the 18
+// unrolled sines of a chunk side by side and takes 126 (2 blocks per SM); 64 fit with no spill.
+constexpr int kMinBlocksPerSm = 4;
 // y[t0 .. t0+kTile) needs m in [t0-3, t0+kTile+3), i.e. x in [t0-6, t0+kTile+6).
 constexpr int kHalo = 6;
 constexpr int kZCount = kTile + 2 * 3;
@@ -76,6 +82,18 @@ struct KernelParams {
   int64_t tiles_per_row;
   int64_t total_tiles;
   bool alpha_logscale;
+};
+
+// The per-channel constants of one tile: upsample taps 2 * sigma * f_up, downsample taps f_down / sigma,
+// and sigma * inv_b, with sigma = a (z is carried scaled by a: see snake_scaled). For |a| < 2^-64,
+// sigma = 1 and the sine term is dropped: inv_b * sin(a*u)^2 <= inv_b * 2^-128 * u^2 is then below
+// float32 resolution of u for any |u| < 2^64 / inv_b. NaN and infinite a keep sigma = a, so they
+// reach every output as NaN, as in a float32 evaluation of the definition.
+struct ChannelConstants {
+  float up[kTaps];
+  float down[kTaps];
+  float scaled_inv_b;
+  float up_abs_sum;  // max over the two phases of sum |up[k]|: |v| <= up_abs_sum * max |x|
 };
 
 template <typename To, typename From>
@@ -158,12 +176,44 @@ __device__ __forceinline__ bool is_16_byte_aligned(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
-// Precise sinf (no --use_fast_math): __sinf's absolute error grows with |a*u| outside [-pi, pi]
-// and no bound of it against SPEC.md's 2e-5 has been shown. sinf's rare slow path (|a*u| >= 105615)
-// is what the 32-byte stack frame in ptxas's report holds; it never spills registers.
-__device__ __forceinline__ float snake(float u, float a, float inv_b) {
-  const float s = sinf(a * u);
-  return fmaf(inv_b, s * s, u);
+// The shared fast sine (docs/fast_sine.md; the same constants are in bigvgan_fast/fast_sine.py, and
+// tests/test_fast_sine.py checks that they agree). sin(v)^2 depends on v only modulo pi, so v is
+// reduced modulo pi, r = v - k*pi with |r| <= pi/2 + 0.003, and r goes to the hardware sine
+// (__sinf = MUFU.SIN, max error 2^-21.41 on [-pi, pi]). |s*s - sin(v)^2| <= 1.1e-6 for |v| < kFastSineMax.
+constexpr float kInvPi = 0.31830987334251404f;  // float32(1/pi)
+// 1.5 * 2^23: fma(v, kInvPi, kRoundMagic) - kRoundMagic is v/pi rounded to an integer (|v/pi| < 2^22),
+// on the FP32 pipe.
+constexpr float kRoundMagic = 12582912.0f;
+// Cody-Waite: kPiA has 8 significant bits, so k * kPiA is exact for |k| < 2^16 and v - k * kPiA is
+// exact (Sterbenz); the one rounding is in the kPiB step. |pi - kPiA - kPiB| = 5.1e-12.
+constexpr float kPiA = 3.140625f;
+constexpr float kPiB = 0.0009676535846665502f;  // float32(pi - kPiA)
+// |v| < 2^16 keeps |k| <= 20861: the dropped third constant then costs at most 1.1e-7.
+constexpr float kFastSineMax = 65536.0f;
+
+// sin(v)^2 on the fast path. Non-finite v give NaN here too (inf * kInvPi - inf), as the precise
+// sine does.
+__device__ __forceinline__ float fast_sine_squared(float v) {
+  const float k = fmaf(v, kInvPi, kRoundMagic) - kRoundMagic;
+  float r = fmaf(-k, kPiA, v);
+  r = fmaf(-k, kPiB, r);
+  const float s = __sinf(r);
+  return s * s;
+}
+
+// z' = a * z = v + a * inv_b * sin(v)^2 with v = a * u: the kernel carries z scaled by a (the
+// upsample taps hold 2 * a * f_up, the downsample taps f_down / a), which saves the multiply a * u
+// per sine. scaled_inv_b = a * inv_b.
+__device__ __forceinline__ float snake_scaled(float v, float scaled_inv_b) {
+  return fmaf(scaled_inv_b, fast_sine_squared(v), v);
+}
+
+// |v| >= kFastSineMax: the precise sine, as a float32 evaluation of the definition would use. Out of
+// line and behind one test per thread chunk (see upsample_activate): never reached by real audio,
+// and an inlined sinf per site would cost ~40 instructions and a Payne-Hanek reduction each.
+__device__ __noinline__ float precise_snake_scaled(float v, float scaled_inv_b) {
+  const float s = sinf(v);
+  return fmaf(scaled_inv_b, s * s, v);
 }
 
 // u[2m] and u[2m+1] from w[i] = x[m-3+i], i < 7 (clamped); `up` holds 2 * f_up (exact scaling).
@@ -227,17 +277,51 @@ __device__ __forceinline__ void stage_input(const T* __restrict__ x_row, int64_t
   if (tid < 2 * kHalo) xs[halo_slot] = halo;
 }
 
+// Recomputes, with the precise sine, the z of m = m_begin .. m_begin + count - 1 whose |v| reaches
+// kFastSineMax. A rolled loop reading x from shared memory: it only runs where the chunk's bound
+// says some |v| may be that large.
+__device__ __noinline__ void redo_large_arguments(const float* __restrict__ up, float scaled_inv_b, int m_begin,
+                                                  int count, const float* __restrict__ xs,
+                                                  float* __restrict__ z_even, float* __restrict__ z_odd) {
+  float taps[kTaps];
+  for (int k = 0; k < kTaps; ++k) taps[k] = up[k];
+  for (int j = 0; j < count; ++j) {
+    const int m = m_begin + j;
+    float u_even = 0.0f;
+    float u_odd = 0.0f;
+    for (int i = 0; i < 6; ++i) {
+      u_even = fmaf(taps[11 - 2 * i], xs[m + 2 + i], u_even);
+      u_odd = fmaf(taps[10 - 2 * i], xs[m + 3 + i], u_odd);
+    }
+    if (!(fabsf(u_even) < kFastSineMax)) z_even[m] = precise_snake_scaled(u_even, scaled_inv_b);
+    if (!(fabsf(u_odd) < kFastSineMax)) z_odd[m] = precise_snake_scaled(u_odd, scaled_inv_b);
+  }
+}
+
 // Step 2: ze/zo[j] for m = t0 - 3 + j, j < min(n_out + 6, kZCount). Chunks past that are skipped.
-__device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], float a, float inv_b, int n_out,
+// The range test of the fast sine is made once per chunk, on a bound: |v| <= up_abs_sum * max|x|
+// over the chunk's window (up_abs_sum: the larger of the two polyphase sums of |2 a f_up|). That is
+// one FMNMX per x instead of a compare and a branch per sine; NaN x (ignored by fmaxf) need no slow
+// path, since the fast sine gives NaN for them. A |v| just above the limit that float32 rounding of
+// the bound misses stays on the fast path, whose reduction is exact up to |v| < 2^16 * PI_A.
+__device__ __forceinline__ void upsample_activate(const ChannelConstants& constants, int n_out,
                                                   const float* __restrict__ xs, float* __restrict__ z_even,
                                                   float* __restrict__ z_odd, int tid) {
+  float up[kTaps];
+#pragma unroll
+  for (int k = 0; k < kTaps; ++k) up[k] = constants.up[k];
+  const float scaled_inv_b = constants.scaled_inv_b;
   const int m_needed = n_out + 6;
   // x[m-3] of m = t0 - 3 + j sits at xs[j + 2].
   const int m_begin = tid * kOutputsPerThread;
   if (m_begin < m_needed) {
     float w[kOutputsPerThread + 6];
+    float x_max = 0.0f;
 #pragma unroll
-    for (int i = 0; i < kOutputsPerThread + 6; ++i) w[i] = xs[m_begin + 2 + i];
+    for (int i = 0; i < kOutputsPerThread + 6; ++i) {
+      w[i] = xs[m_begin + 2 + i];
+      x_max = fmaxf(x_max, fabsf(w[i]));
+    }
 #pragma unroll
     for (int j = 0; j < kOutputsPerThread; ++j) {
       float window[7];  // unrolled, so these are register renames
@@ -245,8 +329,11 @@ __device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], floa
       for (int i = 0; i < 7; ++i) window[i] = w[j + i];
       float u_even, u_odd;
       upsample_pair(up, window, u_even, u_odd);
-      z_even[m_begin + j] = snake(u_even, a, inv_b);
-      z_odd[m_begin + j] = snake(u_odd, a, inv_b);
+      z_even[m_begin + j] = snake_scaled(u_even, scaled_inv_b);
+      z_odd[m_begin + j] = snake_scaled(u_odd, scaled_inv_b);
+    }
+    if (x_max * constants.up_abs_sum >= kFastSineMax) {
+      redo_large_arguments(constants.up, scaled_inv_b, m_begin, kOutputsPerThread, xs, z_even, z_odd);
     }
   }
   // The 6 m values past the per-thread chunks (kTile .. kTile + 5).
@@ -258,8 +345,11 @@ __device__ __forceinline__ void upsample_activate(const float (&up)[kTaps], floa
       for (int i = 0; i < 7; ++i) window[i] = xs[m + 2 + i];
       float u_even, u_odd;
       upsample_pair(up, window, u_even, u_odd);
-      z_even[m] = snake(u_even, a, inv_b);
-      z_odd[m] = snake(u_odd, a, inv_b);
+      z_even[m] = snake_scaled(u_even, scaled_inv_b);
+      z_odd[m] = snake_scaled(u_odd, scaled_inv_b);
+      if (!(fmaxf(fabsf(u_even), fabsf(u_odd)) < kFastSineMax)) {
+        redo_large_arguments(constants.up, scaled_inv_b, m, 1, xs, z_even, z_odd);
+      }
     }
   }
 }
@@ -337,44 +427,60 @@ __device__ __forceinline__ void store_output(T* __restrict__ y_row, int64_t t0, 
   for (int i = scalar_from + tid; i < n_out; i += kThreads) Io<T>::store(y_row + t0 + i, ys[i]);
 }
 
+// Written by the first 2 * kTaps + 2 threads of the block (one value each), read by all after the
+// next __syncthreads: the exp, the division and the 24 products run once per block, not per thread.
+__device__ __forceinline__ void write_channel_constants(const KernelParams& p, int64_t channel,
+                                                       ChannelConstants& out, int tid) {
+  if (tid > 2 * kTaps + 1) return;
+  float a = __ldg(p.alpha + channel);
+  float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
+  if (p.alpha_logscale) {
+    a = expf(a);
+    b = expf(b);
+  }
+  const bool scale_by_a = !(fabsf(a) < 0x1p-64f);
+  const float sigma = scale_by_a ? a : 1.0f;
+  if (tid < kTaps) {
+    out.up[tid] = (2.0f * sigma) * __ldg(p.upsample_filter + tid);
+  } else if (tid < 2 * kTaps) {
+    out.down[tid - kTaps] = __ldg(p.downsample_filter + tid - kTaps) / sigma;
+  } else if (tid == 2 * kTaps) {
+    out.scaled_inv_b = scale_by_a ? a * (1.0f / (b + kSnakeEps)) : 0.0f;
+  } else {
+    float even = 0.0f;
+    float odd = 0.0f;
+    for (int k = 0; k < kTaps; k += 2) {
+      even += fabsf(__ldg(p.upsample_filter + k));
+      odd += fabsf(__ldg(p.upsample_filter + k + 1));
+    }
+    out.up_abs_sum = fabsf(2.0f * sigma) * fmaxf(even, odd);
+  }
+}
+
 template <typename T>
-__global__ void __launch_bounds__(kThreads) anti_alias_activation_kernel(const KernelParams p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) anti_alias_activation_kernel(const KernelParams p) {
   __shared__ __align__(16) float xs[kXSize];  // the x tile, then the y tile (from xs + kXOffset)
-  __shared__ float z_even[kZSize];            // z[2m],   m = t0 - 3 + j
-  __shared__ float z_odd[kZSize];             // z[2m+1], m = t0 - 3 + j
+  __shared__ float z_even[kZSize];            // a * z[2m],   m = t0 - 3 + j
+  __shared__ float z_odd[kZSize];             // a * z[2m+1], m = t0 - 3 + j
+  __shared__ __align__(16) ChannelConstants constants;
 
   const int tid = static_cast<int>(threadIdx.x);
   const T* __restrict__ x = static_cast<const T*>(p.x);
   T* __restrict__ y = static_cast<T*>(p.y);
   const int64_t time_steps = p.time_steps;
 
-  float up[kTaps];
-  float down[kTaps];
-#pragma unroll
-  for (int k = 0; k < kTaps; ++k) {
-    up[k] = 2.0f * __ldg(p.upsample_filter + k);
-    down[k] = __ldg(p.downsample_filter + k);
-  }
-
   // One tile per block in practice (the grid covers all tiles up to 2^31 - 1 of them).
   for (int64_t tile = blockIdx.x; tile < p.total_tiles; tile += gridDim.x) {
     const int64_t row = tile / p.tiles_per_row;
     const int64_t t0 = (tile - row * p.tiles_per_row) * kTile;
     const int n_out = static_cast<int>(time_steps - t0 < kTile ? time_steps - t0 : kTile);
-    const int64_t channel = row % p.channels;
-    float a = __ldg(p.alpha + channel);
-    float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
-    if (p.alpha_logscale) {
-      a = expf(a);
-      b = expf(b);
-    }
-    const float inv_b = 1.0f / (b + kSnakeEps);
     const T* x_row = x + row * time_steps;
     T* y_row = y + row * time_steps;
 
+    write_channel_constants(p, row % p.channels, constants, tid);
     stage_input<T>(x_row, t0, n_out, time_steps, xs, tid);
     __syncthreads();
-    upsample_activate(up, a, inv_b, n_out, xs, z_even, z_odd, tid);
+    upsample_activate(constants, n_out, xs, z_even, z_odd, tid);
     __syncthreads();
     const bool at_start = t0 == 0;
     const int64_t remaining = time_steps - t0;  // >= n_out
@@ -383,10 +489,13 @@ __global__ void __launch_bounds__(kThreads) anti_alias_activation_kernel(const K
       clamp_z_at_borders(at_start, near_end, static_cast<int>(near_end ? remaining : 0), n_out, z_even, z_odd, tid);
       __syncthreads();
     }
+    float down[kTaps];
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) down[k] = constants.down[k];
     downsample(down, n_out, z_even, z_odd, xs + kXOffset, tid);
     __syncthreads();
     store_output<T>(y_row, t0, n_out, xs + kXOffset, tid);
-    if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs is restaged next
+    if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs and the constants are rewritten next
   }
 }
 

@@ -16,13 +16,13 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <string>
 
 #include "anti_alias_activation.h"
+#include "anti_alias_activation_checks.h"
 
 namespace bigvgan_fast {
 namespace {
-
-constexpr int64_t kFilterTaps = 12;
 
 IoDtype io_dtype(at::ScalarType dtype) {
   switch (dtype) {
@@ -33,38 +33,19 @@ IoDtype io_dtype(at::ScalarType dtype) {
     case at::kBFloat16:
       return IoDtype::kBFloat16;
     default:
-      TORCH_CHECK(false, "anti_alias_activation_cuda: x must be float32, float16 or bfloat16, got ", dtype);
+      TORCH_CHECK(false, "anti_alias_activation_cuda: x must be float32, float16 or bfloat16, got ", dtype_text(dtype));
   }
-}
-
-void check_channel_parameter(const at::Tensor& param, const char* name, const at::Tensor& x) {
-  const int64_t channels = x.size(1);
-  TORCH_CHECK(param.is_floating_point(), "anti_alias_activation_cuda: ", name,
-              " must be a floating-point tensor, got ", param.scalar_type());
-  TORCH_CHECK(param.dim() == 1 && param.size(0) == channels, "anti_alias_activation_cuda: ", name,
-              " must have shape (", channels, ",) for x with ", channels, " channels, got ", param.sizes());
-  TORCH_CHECK(param.device() == x.device(), "anti_alias_activation_cuda: ", name, " is on ", param.device(),
-              " but x is on ", x.device());
-}
-
-void check_filter(const at::Tensor& filter, const char* name, const at::Tensor& x) {
-  TORCH_CHECK(filter.scalar_type() == at::kFloat, "anti_alias_activation_cuda: ", name,
-              " must be float32, got ", filter.scalar_type());
-  TORCH_CHECK(filter.numel() == kFilterTaps, "anti_alias_activation_cuda: ", name, " must hold ", kFilterTaps,
-              " taps, got shape ", filter.sizes());
-  TORCH_CHECK(filter.device() == x.device(), "anti_alias_activation_cuda: ", name, " is on ", filter.device(),
-              " but x is on ", x.device());
 }
 
 at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alpha,
                                       const std::optional<at::Tensor>& beta, const at::Tensor& upsample_filter,
                                       const at::Tensor& downsample_filter, bool alpha_logscale) {
-  TORCH_CHECK(x.is_cuda(), "anti_alias_activation_cuda: x must be a CUDA tensor, got one on ", x.device());
+  TORCH_CHECK(x.is_cuda(), "anti_alias_activation_cuda: x must be a CUDA tensor, got one on ", device_text(x.device()));
   TORCH_CHECK(x.dim() == 3, "anti_alias_activation_cuda: x must have shape (batch, channels, time), got ",
-              x.sizes());
+              shape_text(x.sizes()));
   const IoDtype dtype = io_dtype(x.scalar_type());
   TORCH_CHECK(x.size(2) >= 1, "anti_alias_activation_cuda: x must have at least one time step, got shape ",
-              x.sizes());
+              shape_text(x.sizes()));
   check_channel_parameter(alpha, "alpha", x);
   if (beta.has_value()) check_channel_parameter(*beta, "beta", x);
   check_filter(upsample_filter, "upsample_filter", x);

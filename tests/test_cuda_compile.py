@@ -194,3 +194,101 @@ def test_host_layer_compiles(source, std):
         pytest.skip(command)
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, f"{source.name} does not compile ({std}):\n{done.stderr}"
+
+
+# The host layer's argument checks (csrc/anti_alias_activation_checks.h, torch headers only) built
+# into a CPU op, so that every failing check raises its message here, on a machine without a GPU.
+# On the H200 one of them killed the process instead of raising (issue 9).
+_CHECKS_OP_SOURCE = r"""
+#include <torch/library.h>
+#include "anti_alias_activation_checks.h"
+
+namespace {
+void check_arguments(const at::Tensor& x, const at::Tensor& alpha, const std::optional<at::Tensor>& beta,
+                     const at::Tensor& upsample_filter, const at::Tensor& downsample_filter) {
+  bigvgan_fast::check_channel_parameter(alpha, "alpha", x);
+  if (beta.has_value()) bigvgan_fast::check_channel_parameter(*beta, "beta", x);
+  bigvgan_fast::check_filter(upsample_filter, "upsample_filter", x);
+  bigvgan_fast::check_filter(downsample_filter, "downsample_filter", x);
+}
+}  // namespace
+
+TORCH_LIBRARY(bigvgan_fast_checks, m) {
+  m.def("check_arguments(Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, Tensor downsample_filter) -> ()");
+}
+// Meta too: a parameter on another device sends the call to that device's kernel.
+TORCH_LIBRARY_IMPL(bigvgan_fast_checks, CPU, m) { m.impl("check_arguments", &check_arguments); }
+TORCH_LIBRARY_IMPL(bigvgan_fast_checks, Meta, m) { m.impl("check_arguments", &check_arguments); }
+"""
+
+
+@pytest.fixture(scope="module")
+def checks_op(tmp_path_factory):
+    cpp_extension = pytest.importorskip("torch.utils.cpp_extension")
+    import torch
+
+    if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler (c++ / g++) found")
+    if not cpp_extension.is_ninja_available():
+        pytest.skip("torch's inline extension build needs ninja (pip install ninja)")
+    build = tmp_path_factory.mktemp("checks_op")
+    cpp_extension.load_inline(
+        name="bigvgan_fast_checks",
+        cpp_sources=[_CHECKS_OP_SOURCE],
+        extra_include_paths=[str(CSRC)],
+        extra_cflags=["-O1", "-Wall", "-Wextra", "-Werror"],
+        build_directory=str(build),
+        is_python_module=False,
+    )
+    return torch.ops.bigvgan_fast_checks.check_arguments.default
+
+
+CHECK_CASES = {
+    # name: (how to spoil (x, alpha, beta, up, down), the whole expected message after the prefix)
+    "alpha_shape": (lambda t, x, a, b, u, d: (x, t.zeros(4), b, u, d), "alpha must have shape (3,) for x with 3 channels, got (4,)"),
+    "alpha_2d": (lambda t, x, a, b, u, d: (x, a[:, None], b, u, d), "alpha must have shape (3,) for x with 3 channels, got (3, 1)"),
+    "alpha_0d": (lambda t, x, a, b, u, d: (x, a[0], b, u, d), "alpha must have shape (3,) for x with 3 channels, got ()"),
+    "beta_shape": (lambda t, x, a, b, u, d: (x, a, t.zeros(2, 2), u, d), "beta must have shape (3,) for x with 3 channels, got (2, 2)"),
+    "alpha_integer": (lambda t, x, a, b, u, d: (x, a.int(), b, u, d), "alpha must be a floating-point tensor, got Int"),
+    "alpha_on_meta": (lambda t, x, a, b, u, d: (x, a.to("meta"), b, u, d), "alpha is on meta but x is on cpu"),
+    "up_taps": (lambda t, x, a, b, u, d: (x, a, b, u[:10], d), "upsample_filter must hold 12 taps, got shape (10,)"),
+    "up_float64": (lambda t, x, a, b, u, d: (x, a, b, u.double(), d), "upsample_filter must be float32, got Double"),
+    "down_on_meta": (lambda t, x, a, b, u, d: (x, a, b, u, d.to("meta")), "downsample_filter is on meta but x is on cpu"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECK_CASES))
+def test_host_checks_raise_their_message(checks_op, case):
+    import torch
+
+    spoil, message = CHECK_CASES[case]
+    x, alpha, beta = torch.zeros(1, 3, 5), torch.zeros(3), torch.zeros(3)
+    up, down = torch.zeros(12), torch.zeros(12)
+    checks_op(x, alpha, beta, up, down)  # valid arguments pass
+    with pytest.raises(RuntimeError) as raised:
+        checks_op(*spoil(torch, x, alpha, beta, up, down))
+    assert str(raised.value).splitlines()[0] == f"anti_alias_activation_cuda: {message}"
+
+
+@needs_nvcc
+def test_sm90_hot_path_instruction_budget():
+    """Issue 12's arithmetic target, counted in the sm_90 SASS by benchmarks/cuda_sass.py: at most 40
+    FP32-pipe operations and exactly 2 MUFU (the two hardware sines) per output on the common path,
+    every dtype, no spills."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cuda_sass", ROOT / "benchmarks" / "cuda_sass.py")
+    cuda_sass = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cuda_sass)
+    try:
+        cuda_sass.find_cuobjdump()
+    except SystemExit as err:
+        pytest.skip(str(err))
+    result = cuda_sass.count(CSRC / "anti_alias_activation.cu", 90)
+    assert sorted(result["kernels"]) == ["bfloat16", "float16", "float32"]
+    for dtype, kernel in result["kernels"].items():
+        hot = kernel["hot_path_per_output"]
+        assert 24 <= hot["fp32"] <= 40, f"{dtype}: {hot['fp32']} FP32-pipe operations per output"
+        assert hot.get("mufu") == 2, f"{dtype}: {hot.get('mufu')} MUFU per output"
+        assert kernel["spill_stores"] == 0 and kernel["spill_loads"] == 0, f"{dtype} spills"
+        assert kernel["registers"] <= 64, f"{dtype}: {kernel['registers']} registers (4 blocks of 256 per SM need <= 64)"
