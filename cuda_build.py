@@ -34,7 +34,7 @@ HOW_TO_BUILD = (
     "pip install --no-build-isolation -e . (set BIGVGAN_FAST_BUILD_CUDA=1 to make a failure an error)"
 )
 # No --use_fast_math: it turns sinf into __sinf, whose error grows with |a*u| and has no shown bound
-# against SPEC.md's 2e-5.
+# against docs/definition.md's 2e-5.
 NVCC_FLAGS = ["-O3", "-lineinfo"]
 CXX_FLAGS = ["-O3"]
 

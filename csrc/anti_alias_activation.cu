@@ -1,6 +1,6 @@
 // The fused anti-aliased activation: 2x upsample -> Snake/SnakeBeta -> 2x downsample, one pass.
 //
-// Definition (SPEC.md), for one row x[0..T) of a (batch, channels, T) tensor, 12 taps f_up, f_down:
+// Definition (docs/definition.md), for one row x[0..T) of a (batch, channels, T) tensor, 12 taps f_up, f_down:
 //   u[n] = 2 * sum_{k = (n+15) mod 2, k < 12} f_up[k] * x[clamp((n+15-k)/2 - 5, 0, T-1)],  n in [0, 2T)
 //   z[n] = u[n] + sin(a*u[n])^2 / (b + 1e-9)
 //   y[t] = sum_{k < 12} f_down[k] * z[clamp(2t + k - 5, 0, 2T-1)],                           t in [0, T)

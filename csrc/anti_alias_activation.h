@@ -18,7 +18,7 @@ enum class IoDtype : int {
 };
 
 // y = downsample2(snake(upsample2(x))) for x of shape (rows, time_steps), rows = batch * channels
-// laid out row-major (row r has channel r % channels), as SPEC.md defines it, borders included.
+// laid out row-major (row r has channel r % channels), as docs/definition.md defines it, borders included.
 //
 //   x, y               contiguous, `dtype` elements; y must not overlap x
 //   alpha              float32 (channels,): Snake alpha (log-scale when alpha_logscale)

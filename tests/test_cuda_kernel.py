@@ -1,4 +1,4 @@
-"""The CUDA op ``bigvgan_fast::anti_alias_activation_cuda`` (csrc/) against SPEC.md's float64
+"""The CUDA op ``bigvgan_fast::anti_alias_activation_cuda`` (csrc/) against docs/definition.md's float64
 definition: every element compared, borders included, outputs poisoned, fresh random inputs.
 
 GPU only: skipped without a CUDA GPU or without the built extension ``bigvgan_fast._C``
@@ -43,9 +43,9 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 @pytest.fixture(scope="module")
 def op():
-    from bigvgan_fast import ops
+    from bigvgan_fast.anti_alias import library, op as ops
 
-    return ops._cuda_op()  # imports bigvgan_fast._C and registers the fake implementation
+    return library.cuda_op()  # imports bigvgan_fast._C and registers the fake implementation
 
 
 def random_params(C, snakebeta, logscale, gen):
@@ -62,7 +62,7 @@ def filters(gen, asymmetric=True):
     """(upsample, downsample) float32 taps on the GPU. The Kaiser-sinc filter is symmetric, so a
     kernel that reversed the taps or swapped the two filters would pass with it: by default each
     filter gets a different asymmetric perturbation."""
-    from bigvgan_fast.activation import default_filter
+    from bigvgan_fast.anti_alias.reference import default_filter
 
     taps = default_filter("cpu").view(-1)
     if not asymmetric:
@@ -117,7 +117,7 @@ def test_published_filter_and_golden_shapes(op, dtype):
 
 
 def upsampled(x, up) -> torch.Tensor:
-    """u of SPEC.md step 2 in x's dtype (float32 or float64), on the CPU."""
+    """u of docs/definition.md step 2 in x's dtype (float32 or float64), on the CPU."""
     x = x.detach().cpu()
     f_up = up.detach().to(x.dtype).cpu()
     T = x.shape[-1]
@@ -374,7 +374,7 @@ def test_matches_triton_op(dtype):
     """The two fused backends agree within rounding: for float32 I/O both are within 2e-5 of the
     definition, so within 4e-5 of each other; for 16-bit I/O within 1 ulp."""
     pytest.importorskip("triton")
-    from bigvgan_fast import ops
+    from bigvgan_fast.anti_alias import library, op as ops
 
     try:
         import bigvgan_fast.kernels  # noqa: F401
@@ -385,8 +385,8 @@ def test_matches_triton_op(dtype):
         x = random_x((2, 3, T), dtype, gen)
         alpha, beta = random_params(3, snakebeta, True, gen)
         up, down = filters(gen)
-        cuda = ops.fused("cuda", x, alpha, beta, up, down, True)
-        triton = ops.fused("triton", x, alpha, beta, up, down, True)
+        cuda = ops.run("cuda", x, alpha, beta, up, down, True)
+        triton = ops.run("triton", x, alpha, beta, up, down, True)
         if dtype == torch.float32:
             err = (cuda.double() - triton.double()).abs()
             assert err.max() <= 2 * FLOAT32_ATOL, describe_mismatch(cuda, triton, 2 * FLOAT32_ATOL)
