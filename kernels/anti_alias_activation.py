@@ -127,6 +127,20 @@ def _neighbours(pos):
 
 
 @triton.jit
+def _sum_over_neighbours(even_terms, odd_terms):
+    """Row sums of an [N, 8] neighbour block's even-phase terms (d = -2..3) and odd-phase ones (d = -3..2).
+
+    The other columns have zero taps, but are selected away rather than summed: a zero tap times a
+    NaN or Inf sample is NaN, which would spread a non-finite x one sample further than the
+    definition does (it never reads those samples).
+    """
+    column = tl.arange(0, 8)[None, :]
+    even_terms = tl.where((column >= 1) & (column <= 6), even_terms, 0.0)
+    odd_terms = tl.where(column <= 5, odd_terms, 0.0)
+    return tl.sum(even_terms + odd_terms, axis=1)
+
+
+@triton.jit
 def _output_recomputed(x_tile, pos, lo, hi, a, inv_b,
                        u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
                        down_even, down_odd, CLAMP: tl.constexpr):
@@ -136,8 +150,8 @@ def _output_recomputed(x_tile, pos, lo, hi, a, inv_b,
     """
     u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), lo, hi,
                                    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, CLAMP)
-    z = _snake(u_even, a, inv_b) * down_even[None, :] + _snake(u_odd, a, inv_b) * down_odd[None, :]
-    return tl.sum(z, axis=1)
+    return _sum_over_neighbours(_snake(u_even, a, inv_b) * down_even[None, :],
+                                _snake(u_odd, a, inv_b) * down_odd[None, :])
 
 
 @triton.jit
@@ -323,7 +337,7 @@ def _grad_x_recomputed(g_tile, x_tile, pos, lo, hi, grad_z_first, grad_z_last, a
     c_odd = tl.cos(a * u_odd)
     gu_even = gz_even * (1.0 + slope * (2.0 * s_even * c_even))
     gu_odd = gz_odd * (1.0 + slope * (2.0 * s_odd * c_odd))
-    return tl.sum(gu_even * up_even[None, :] + gu_odd * up_odd[None, :], axis=1)
+    return _sum_over_neighbours(gu_even * up_even[None, :], gu_odd * up_odd[None, :])
 
 
 @triton.jit
