@@ -58,9 +58,19 @@ the 12 taps of each filter as tuples of scalars (up times 2) and, for the recomp
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
+
+def _interpreted() -> bool:
+    """Whether @triton.jit gives interpreted functions (TRITON_INTERPRET=1), as Triton decides it."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
 
 SNAKE_EPS = tl.constexpr(1e-9)  # as bigvgan_fast.activation.SNAKE_EPS
 FILTER_TAPS = 12
@@ -72,6 +82,17 @@ _MIN_BLOCK_T = 16
 _MAX_BLOCK_T_RECOMPUTE = 128
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
 USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
+
+# The shared fast sine (bigvgan_fast/fast_sine.py holds the same constants, its docs the error
+# bound): reduction modulo pi by Cody-Waite with two constants, then a sine of |r| <= pi/2.
+INV_PI = tl.constexpr(0.31830987334251404)  # float32(1 / pi)
+PI_A = tl.constexpr(3.140625)  # pi to 8 significant bits: k * PI_A is exact for |k| < 2**16
+PI_B = tl.constexpr(0.0009676535846665502)  # float32(pi - PI_A)
+MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: fma(v, INV_PI, MAGIC) - MAGIC = rint(v / pi)
+FAST_MAX = tl.constexpr(65536.0)  # |v| at or beyond this takes the precise sine
+# The sine of the reduced argument: the GPU's sin.approx.f32 (MUFU.SIN, max abs error 2**-21.41 on
+# [-pi, pi]); the interpreter cannot run inline PTX, so there it is tl.sin and CI tests the reduction.
+HARDWARE_SINE = tl.constexpr(not _interpreted() and torch.version.hip is None)
 
 # What a load at a position outside the row reads (``_load_shifted``).
 UNCHECKED = tl.constexpr(0)  # nothing: interior tiles never leave the row
@@ -149,16 +170,64 @@ def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _sine_terms(v):
-    """sin(v)^2, and sin(2v) for the backward."""
-    s = tl.sin(v)
-    return s * s, 2.0 * s * tl.cos(v)
+def _reduce_mod_pi(v):
+    """r = v - k*pi, k = rint(v / pi), so |r| <= pi/2 (plus rounding); sin(v)^2 = sin(r)^2 and
+    sin(2v) = sin(2r). Exact up to one rounding and the dropped third constant for |v| < FAST_MAX."""
+    k = tl.fma(v, INV_PI, MAGIC) - MAGIC
+    r = tl.fma(-k, PI_A, v)
+    return tl.fma(-k, PI_B, r)
 
 
 @triton.jit
-def _snake(u, act):
-    s = tl.sin(act[0] * u)
-    return u + act[1] * (s * s)
+def _sin_core(r):
+    if HARDWARE_SINE:
+        s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        s = tl.sin(r)
+    return s
+
+
+@triton.jit
+def _cos_core(r):
+    if HARDWARE_SINE:
+        c = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        c = tl.cos(r)
+    return c
+
+
+@triton.jit
+def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
+    """(sin v_even, sin v_odd) up to sign, and with WITH_COS (cos v_even, cos v_odd) up to the same
+    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). A program
+    that holds any |v| >= FAST_MAX (a uniform branch, never taken at model scales) computes the
+    precise sine of those arguments instead."""
+    r_even = _reduce_mod_pi(v_even)
+    r_odd = _reduce_mod_pi(v_odd)
+    s_even = _sin_core(r_even)
+    s_odd = _sin_core(r_odd)
+    if WITH_COS:
+        c_even = _cos_core(r_even)
+        c_odd = _cos_core(r_odd)
+    else:
+        c_even = s_even
+        c_odd = s_odd
+    if tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
+        huge_even = tl.abs(v_even) >= FAST_MAX
+        huge_odd = tl.abs(v_odd) >= FAST_MAX
+        s_even = tl.where(huge_even, tl.sin(v_even), s_even)
+        s_odd = tl.where(huge_odd, tl.sin(v_odd), s_odd)
+        if WITH_COS:
+            c_even = tl.where(huge_even, tl.cos(v_even), c_even)
+            c_odd = tl.where(huge_odd, tl.cos(v_odd), c_odd)
+    return s_even, s_odd, c_even, c_odd
+
+
+@triton.jit
+def _snake_pair(u_even, u_odd, act):
+    """z = u + inv_b * sin(a u)^2 of both phases."""
+    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False)
+    return u_even + act[1] * (s_even * s_even), u_odd + act[1] * (s_odd * s_odd)
 
 
 @triton.jit
@@ -255,7 +324,8 @@ def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
 def _output_recomputed(x_tile, pos, border, act, filters, CLAMP: tl.constexpr):
     """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
     u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
-    return _sum_over_neighbours(_snake(u_even, act), _snake(u_odd, act), filters[2])
+    z_even, z_odd = _snake_pair(u_even, u_odd, act)
+    return _sum_over_neighbours(z_even, z_odd, filters[2])
 
 
 @triton.jit
@@ -264,7 +334,8 @@ def _forward_tile(x_tile, lanes, border, act, filters,
     """y of the tile's lanes."""
     if USE_GATHER:
         u_even, u_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
-        y = _transposed_polyphase(_snake(u_even, act), _snake(u_odd, act), filters[1], lanes, BLOCK_T)
+        z_even, z_odd = _snake_pair(u_even, u_odd, act)
+        y = _transposed_polyphase(z_even, z_odd, filters[1], lanes, BLOCK_T)
         _, edge_lanes = _edge_lanes(BLOCK_T)
         y = _with_edges(y, _output_recomputed(x_tile, edge_lanes, border, act, filters, CLAMP), lanes, BLOCK_T)
     else:
@@ -317,11 +388,12 @@ def _grad_u(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
     """dL/du of both phases at positions ``pos``, with u and the sine terms the parameter gradients use."""
     gz_even, gz_odd = _grad_z_pair(g_tile, pos, border, filters[1], CLAMP)
     u_even, u_odd = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
-    sin_sq_even, sin2_even = _sine_terms(act[0] * u_even)
-    sin_sq_odd, sin2_odd = _sine_terms(act[0] * u_odd)
+    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True)
+    sin2_even = 2.0 * s_even * c_even
+    sin2_odd = 2.0 * s_odd * c_odd
     slope = act[0] * act[1]
     gu = (gz_even * (1.0 + slope * sin2_even), gz_odd * (1.0 + slope * sin2_odd))
-    return gu, (gz_even, gz_odd), (u_even, u_odd), (sin_sq_even, sin_sq_odd), (sin2_even, sin2_odd)
+    return gu, (gz_even, gz_odd), (u_even, u_odd), (s_even * s_even, s_odd * s_odd), (sin2_even, sin2_odd)
 
 
 @triton.jit
