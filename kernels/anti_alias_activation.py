@@ -179,21 +179,18 @@ def _reduce_mod_pi(v):
 
 
 @triton.jit
-def _sin_core(r):
+def _core(r, COSINE: tl.constexpr):
+    """sin(r), or cos(r) with COSINE, for the reduced |r| <= pi/2 (see HARDWARE_SINE)."""
     if HARDWARE_SINE:
-        s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+        if COSINE:
+            value = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+        else:
+            value = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+    elif COSINE:
+        value = tl.cos(r)
     else:
-        s = tl.sin(r)
-    return s
-
-
-@triton.jit
-def _cos_core(r):
-    if HARDWARE_SINE:
-        c = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
-    else:
-        c = tl.cos(r)
-    return c
+        value = tl.sin(r)
+    return value
 
 
 @triton.jit
@@ -204,11 +201,11 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
     precise sine of those arguments instead."""
     r_even = _reduce_mod_pi(v_even)
     r_odd = _reduce_mod_pi(v_odd)
-    s_even = _sin_core(r_even)
-    s_odd = _sin_core(r_odd)
+    s_even = _core(r_even, False)
+    s_odd = _core(r_odd, False)
     if WITH_COS:
-        c_even = _cos_core(r_even)
-        c_odd = _cos_core(r_odd)
+        c_even = _core(r_even, True)
+        c_odd = _core(r_odd, True)
     else:
         c_even = s_even
         c_odd = s_odd
