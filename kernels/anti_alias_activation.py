@@ -644,3 +644,126 @@ def anti_alias_activation_backward(
     grad_alpha = partial_alpha.double().sum(dim=(0, 2)).to(alpha.dtype) if needs_alpha_grad else None
     grad_beta = partial_beta.double().sum(dim=(0, 2)).to(beta.dtype) if needs_beta_grad else None
     return out, grad_alpha, grad_beta
+
+
+# --- lean inference launch ----------------------------------------------------------------------
+
+
+def prepared_forward(
+    dtype: torch.dtype,
+    has_beta: bool,
+    alpha_logscale: bool,
+    device: torch.device | str,
+    *,
+    param_dtype: torch.dtype = torch.float32,
+    block_t: int | None = None,
+    num_warps: int | None = None,
+    use_gather: bool | None = None,
+):
+    """A forward launcher for a fixed configuration with little Python per call, for inference.
+
+    ``anti_alias_activation_forward`` checks its arguments and lets Triton bind them and compute the
+    specialisation key on every call. Here the kernel is compiled once per tile length and
+    alignment class (at the first call that needs it) and then launched directly through Triton's
+    compiled-kernel runner: per call only the tile count, the alignment class and a few identity
+    checks are computed. Under the Triton interpreter (CPU) it is the ordinary launcher.
+
+    Args:
+        dtype: x's dtype (float32, float16 or bfloat16); out has the same.
+        has_beta: SnakeBeta (the launcher takes beta) or Snake (beta is None).
+        alpha_logscale: as in the forward.
+        device: the CUDA device every call's tensors are on (and the current device at the call).
+        param_dtype: alpha's (and beta's) dtype.
+        block_t, num_warps, use_gather: as in the forward; block_t None picks it from each call's T.
+
+    Returns:
+        ``launch(x, out, alpha, beta, up, down) -> out``: x contiguous (B, C, T) of ``dtype``; out a
+        contiguous tensor like x; alpha, beta (None for Snake) contiguous (C,) of ``param_dtype``;
+        up, down contiguous float32 12-tap filters, all on ``device``. Shapes and devices of the
+        parameters are the caller's promise (prepare them once); what is checked per call is what
+        would otherwise write out of bounds or read the wrong dtype.
+    """
+    device = torch.device(device)
+    use_gather = USE_GATHER if use_gather is None else bool(use_gather)
+    if block_t is not None:
+        block_t, num_warps = _launch_config(block_t, block_t, num_warps, use_gather)
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    if not param_dtype.is_floating_point:
+        raise TypeError(f"param_dtype must be a float dtype, got {param_dtype}")
+    if _interpreted() or device.type != "cuda":
+        def launch(x, out, alpha, beta, up, down):
+            return anti_alias_activation_forward(x, alpha, beta, up, down, alpha_logscale, out=out,
+                                                 block_t=block_t, num_warps=num_warps, use_gather=use_gather)
+        return launch
+    return _PreparedForward(dtype, bool(has_beta), bool(alpha_logscale), device, param_dtype,
+                            block_t, num_warps, use_gather)
+
+
+class _PreparedForward:
+    """See :func:`prepared_forward`. Compiled kernels are keyed by (block_t, aligned): aligned means
+    T % 16 == 0 and 16-byte aligned x and out, which Triton's specialisation would also see and
+    which lets it emit wide loads and stores; the other class is compiled without those facts.
+    Parameters are compiled as unaligned pointers (they are read once per program)."""
+
+    def __init__(self, dtype, has_beta, alpha_logscale, device, param_dtype, block_t, num_warps, use_gather):
+        self.dtype = dtype
+        self.has_beta = has_beta
+        self.alpha_logscale = alpha_logscale
+        self.device = device
+        self.device_index = device.index if device.index is not None else torch.cuda.current_device()
+        self.param_dtype = param_dtype
+        self.block_t = block_t
+        self.num_warps = num_warps
+        self.use_gather = use_gather
+        self._compiled = {}
+        self._current_stream = triton.runtime.driver.active.get_current_stream
+
+    def _compile(self, block_t: int, aligned: bool):
+        _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather)
+        # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
+        # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
+        # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
+        with torch.cuda.device(self.device_index):
+            data = torch.empty(130, dtype=self.dtype, device=self.device)
+            params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
+            taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
+            x, out = (data[:64], data[64:128]) if aligned else (data[1:65], data[65:129])
+            compiled = _anti_alias_activation_forward_kernel.warmup(
+                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
+                HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
+                USE_GATHER=self.use_gather, num_warps=num_warps, grid=(1,))
+        self._compiled[block_t, aligned] = compiled
+        return compiled
+
+    def __call__(self, x, out, alpha, beta, up, down):
+        if not (x.dtype is self.dtype and out.dtype is self.dtype and out.shape == x.shape
+                and x.is_contiguous() and out.is_contiguous()):
+            raise ValueError(f"x and out must be contiguous {self.dtype} tensors of one shape, "
+                             f"got {x.dtype} {tuple(x.shape)} and {out.dtype} {tuple(out.shape)}")
+        if (beta is not None) != self.has_beta or alpha.dtype is not self.param_dtype:
+            raise ValueError(f"prepared for {'SnakeBeta' if self.has_beta else 'Snake'} with {self.param_dtype} "
+                             f"parameters, got beta {'given' if beta is not None else 'None'}, alpha {alpha.dtype}")
+        if torch.cuda.current_device() != self.device_index:
+            raise RuntimeError(f"the launcher was prepared for cuda:{self.device_index}, but the current "
+                               f"device is cuda:{torch.cuda.current_device()}")
+        B, C, T = x.shape
+        if x.numel() == 0 or T >= 2**31:
+            # Nothing to launch, or 64-bit lengths the stand-ins do not specialise for.
+            return anti_alias_activation_forward(x, alpha, beta, up, down, self.alpha_logscale, out=out,
+                                                 block_t=self.block_t, num_warps=self.num_warps,
+                                                 use_gather=self.use_gather)
+        block_t = self.block_t
+        if block_t is None:
+            largest = _MAX_BLOCK_T if self.use_gather else _MAX_BLOCK_T_RECOMPUTE
+            block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+        aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
+        compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
+        n_tiles = -(-T // block_t)
+        if B * C * n_tiles >= 2**31:
+            raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
+        compiled[(B * C * n_tiles, 1, 1)](
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather,
+            stream=self._current_stream(self.device_index))
+        return out

@@ -19,7 +19,11 @@ import torch
 triton = pytest.importorskip("triton", reason="triton is not installed")
 
 from bigvgan_fast.activation import anti_alias_activation_ref, default_filter  # noqa: E402
-from bigvgan_fast.kernels import anti_alias_activation_backward, anti_alias_activation_forward  # noqa: E402
+from bigvgan_fast.kernels import (  # noqa: E402
+    anti_alias_activation_backward,
+    anti_alias_activation_forward,
+    prepared_forward,
+)
 from definition import assert_close_to_definition, definition, describe_mismatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -337,6 +341,44 @@ def test_backward_nonfinite_reaches_what_autograd_reaches(value, block_t, use_ga
     assert grad_beta.isnan().all() and ref_beta.isnan().all()
 
 
+# --- lean inference launch -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
+    """One prepared launcher over several lengths (tile lengths, aligned and unaligned T): bitwise
+    the ordinary launcher's output. On the CPU it is the ordinary launcher under the interpreter."""
+    gen = torch.Generator().manual_seed(19)
+    alpha, beta = make_params(3, snake_beta, True, gen)
+    f = taps()
+    launch = prepared_forward(dtype, snake_beta, True, DEVICE)
+    for T in (1, 13, 16, 48, 70):
+        x = make_input((2, 3, T), dtype, gen)
+        out = poisoned_like(x)
+        assert launch(x, out, alpha, beta, f, f) is out
+        expected = forward(x, alpha, beta, True)
+        assert torch.equal(out, expected), f"T={T}: " + describe_mismatch(out, expected, 0)
+
+
+def test_prepared_forward_fixed_tile_length():
+    gen = torch.Generator().manual_seed(20)
+    x = make_input((1, 2, 45), torch.float32, gen)
+    alpha, beta = make_params(2, True, False, gen)
+    f = taps()
+    launch = prepared_forward(torch.float32, True, False, DEVICE, block_t=16, use_gather=False)
+    out = launch(x, poisoned_like(x), alpha, beta, f, f)
+    assert torch.equal(out, forward(x, alpha, beta, False, block_t=16, use_gather=False))
+    assert_matches_definition(out, x, alpha, beta, False)
+
+
+def test_prepared_forward_refuses_what_it_cannot_launch():
+    with pytest.raises(TypeError, match="dtype"):
+        prepared_forward(torch.float64, True, True, DEVICE)
+    with pytest.raises(ValueError, match="block_t"):
+        prepared_forward(torch.float32, True, True, DEVICE, block_t=24)
+
+
 # --- GPU --------------------------------------------------------------------------------------
 
 # (C, T) of every activation of bigvgan_v2_22khz_80band_256x at 256 mel frames.
@@ -402,3 +444,25 @@ def test_gpu_row_longer_than_int32():
         got = y[..., keep_start:keep_stop].cpu()
         assert not got.isnan().any(), f"unwritten samples in [{keep_start}, {keep_stop})"
         assert_close_to_definition(got, expected)
+
+
+@pytest.mark.gpu
+def test_gpu_prepared_forward_alignment_classes_and_errors():
+    """The directly launched kernels: unaligned views and T % 16 != 0 take the kernel compiled
+    without those facts; equal outputs bitwise; wrong dtype or a Snake/SnakeBeta mix-up raises."""
+    gen = torch.Generator().manual_seed(21)
+    alpha, beta = make_params(4, True, True, gen)
+    f = taps()
+    launch = prepared_forward(torch.bfloat16, True, True, DEVICE)
+    for T, offset in ((1024, 0), (1024, 1), (1000, 0), (4099, 3), (1, 0)):
+        base = make_input((4 * T + offset,), torch.bfloat16, gen)
+        x = base[offset:].view(1, 4, T)
+        out = torch.full((4 * T + offset,), float("nan"), dtype=torch.bfloat16, device=DEVICE)[offset:].view(1, 4, T)
+        launch(x, out, alpha, beta, f, f)
+        expected = forward(x.contiguous(), alpha, beta, True)
+        assert torch.equal(out, expected), f"T={T}, offset {offset}: " + describe_mismatch(out, expected, 0)
+    assert len(launch._compiled) <= 4  # (block_t, aligned) pairs, reused across calls
+    with pytest.raises(ValueError, match="contiguous"):
+        launch(x.float(), out.float(), alpha, beta, f, f)
+    with pytest.raises(ValueError, match="SnakeBeta"):
+        launch(x, out, alpha, None, f, f)
