@@ -6,7 +6,7 @@ FP32-pipe operations (FFMA, FMUL, FADD, ...), MUFU operations (the special-funct
 instructions, counted on the interior-tile path (the branch every tile but the first and last of a
 row takes): one thread's count times the threads of a program, over BLOCK_T.
 
-    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps 8] [--dtype fp32] [--json out.json]
+    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
 
 Counts are of the interior tile's straight-line path with every sine on its fast path (see
 ``interior_path``): these kernels have no loops but the sine's rare slow path, which is left out.
@@ -150,7 +150,7 @@ def load_module(path: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--block-t", type=int, default=1024)
-    parser.add_argument("--num-warps", type=int, default=8)
+    parser.add_argument("--num-warps", type=int, help="default: each launcher's own choice")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--kernel-file", help="a kernel module to count instead of the package's, e.g. an "
@@ -163,19 +163,23 @@ def main() -> None:
                    "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
     forward_sig.update({name: "constexpr" for name in common})
     results = {}
-    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, common, args.num_warps)
-    results["forward"] = summary(forward, args.block_t, args.num_warps)
+    warps = {}
+    for name, samples in (("forward", getattr(module, "_FORWARD_SAMPLES_PER_THREAD", 4)),
+                          ("backward", getattr(module, "_BACKWARD_SAMPLES_PER_THREAD", 4))):
+        warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
+    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, common, warps["forward"])
+    results["forward"] = summary(forward, args.block_t, warps["forward"])
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
     backward_constexprs = {**common, "PARAM_GRADS": True}
     backward_sig.update({name: "constexpr" for name in backward_constexprs})
     backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
-                              args.num_warps)
-    results["backward"] = summary(backward, args.block_t, args.num_warps)
-    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, num_warps={args.num_warps}, {args.dtype}")
+                              warps["backward"])
+    results["backward"] = summary(backward, args.block_t, warps["backward"])
+    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}")
     for name, r in results.items():
-        print(f"{name}: {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
+        print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
               f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "
               f"{r['memory_per_output']} memory/shuffle/barrier, {r['all_per_output']} instructions in all")
         print("   ", ", ".join(f"{op} {n}" for op, n in list(r["opcodes_per_output"].items())[:16]))

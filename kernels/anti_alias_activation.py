@@ -40,8 +40,13 @@ Kernel design:
   offsets; only the first and last tiles of a row clamp indices and apply the z-border rule.
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
   2x of the upsample folded into its taps), one rounding at the store.
-- Tiles of BLOCK_T = 1024 samples with 8 warps (4 samples per thread) for T >= 1024; compile
-  facts (registers, vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
+- Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
+  4 in the backward (8 warps): each thread's fixed work (tile setup, the edge block, the sine's
+  range check) is shared by that many outputs. Compile facts (registers, instruction counts,
+  vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
+- The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
+  sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
+  one special-function operation instead of a precise sinf's few tens.
 
 The backward recomputes u from x (only x and the parameters are saved) and applies the exact
 adjoint of both clamps: gradient sent to z indices < 0 lands on z[0], > 2T-1 on z[2T-1]; gradient
@@ -75,7 +80,7 @@ def _interpreted() -> bool:
 SNAKE_EPS = tl.constexpr(1e-9)  # as bigvgan_fast.activation.SNAKE_EPS
 FILTER_TAPS = 12
 
-# See the module docstring: 1024 samples / 8 warps is a compiled-for, not a timed, choice.
+# See the module docstring: compiled-for, not yet timed, choices.
 _MAX_BLOCK_T = 1024
 _MIN_BLOCK_T = 16
 # The recompute path holds a [BLOCK_T, 8] block of neighbours; 128 keeps it free of spills.
@@ -495,26 +500,39 @@ def _anti_alias_activation_backward_kernel(
 # --- host launchers ---------------------------------------------------------------------------
 
 
-def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None) -> tuple[int, int, int, bool]:
+def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None,
+            samples_per_thread: int) -> tuple[int, int, int, bool]:
     """(tiles per row, block_t, num_warps, use_gather) of a launch over x of ``shape``, defaults filled in."""
     B, C, T = shape
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather)
+    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
     n_tiles = triton.cdiv(T, block_t)
     if B * C * n_tiles >= 2**31:
         raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
     return n_tiles, block_t, num_warps, use_gather
 
 
-def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool) -> tuple[int, int]:
-    """Tile length and warps: 4 samples per thread on the gather path, 8 neighbour blocks on the other."""
+# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, BLOCK_T =
+# 1024: 57.8 FP32-pipe operations and 108 instructions per output at 96 registers, against 68.3 and
+# 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
+# the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
+_FORWARD_SAMPLES_PER_THREAD = 8
+_BACKWARD_SAMPLES_PER_THREAD = 4
+
+
+def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool,
+                   samples_per_thread: int) -> tuple[int, int]:
+    """Tile length and warps: ``samples_per_thread`` on the gather path, 8 neighbour blocks on the other."""
     if block_t is None:
         largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
         block_t = min(largest, max(_MIN_BLOCK_T, triton.next_power_of_2(T)))
     if block_t < _MIN_BLOCK_T or block_t & (block_t - 1):
         raise ValueError(f"block_t must be a power of two >= {_MIN_BLOCK_T}, got {block_t}")
     if num_warps is None:
-        num_warps = max(1, min(8, block_t // 128)) if use_gather else max(1, min(4, block_t // 32))
+        if use_gather:
+            num_warps = max(1, min(8, block_t // (32 * samples_per_thread)))
+        else:
+            num_warps = max(1, min(4, block_t // 32))
     return block_t, num_warps
 
 
@@ -577,7 +595,8 @@ def anti_alias_activation_forward(
         _check_out(out, x)
     if x.numel() == 0:
         return out
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather)
+    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                      _FORWARD_SAMPLES_PER_THREAD)
     _anti_alias_activation_forward_kernel[(B * C * n_tiles,)](
         x, out, alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
         T, C, n_tiles,
@@ -624,7 +643,8 @@ def anti_alias_activation_backward(
         out = torch.empty_like(x)
     else:
         _check_out(out, x)
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather)
+    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                      _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
@@ -686,7 +706,7 @@ def prepared_forward(
     device = torch.device(device)
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
     if block_t is not None:
-        block_t, num_warps = _launch_config(block_t, block_t, num_warps, use_gather)
+        block_t, num_warps = _launch_config(block_t, block_t, num_warps, use_gather, _FORWARD_SAMPLES_PER_THREAD)
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise TypeError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     if not param_dtype.is_floating_point:
@@ -720,7 +740,7 @@ class _PreparedForward:
         self._current_stream = triton.runtime.driver.active.get_current_stream
 
     def _compile(self, block_t: int, aligned: bool):
-        _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather)
+        _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather, _FORWARD_SAMPLES_PER_THREAD)
         # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
         # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
         # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
