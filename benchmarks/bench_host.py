@@ -52,8 +52,8 @@ def main(argv=None) -> int:
         op = library.cuda_op()
         calls["raw C++ op (cuda)"] = lambda: op(x, alpha, beta, taps, taps, True)
     if "triton" in fused:
-        launch = library.inference_launcher("triton", device, torch.float32)
-        calls["Triton launcher (triton)"] = lambda: launch(x, alpha, beta, taps, taps, True)
+        launch = library.inference_launcher("triton", device, torch.float32, True, True, torch.float32)
+        calls["prepared Triton launch (triton)"] = lambda: launch(x, alpha, beta, taps, taps)
     for name in ["torch"] + fused:
         module = Activation1d(SnakeBeta(4, alpha_logscale=True), backend=name).to(device)
         calls[f"anti_alias_activation (public function, {name})"] = lambda name=name: anti_alias_activation(x, alpha, beta, backend=name)

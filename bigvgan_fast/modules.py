@@ -201,17 +201,18 @@ class Activation1d(nn.Module):
         name = policy.choose(self.backend, x.device.type, x.dtype, False)
         if name == "torch":
             return self._unfused_forward
-        op = library.inference_launcher(name, x.device, x.dtype)
-        parameters, logscale = self.act._parameters, bool(self.act.alpha_logscale)
+        parameters = self.act._parameters
         has_beta = "beta" in parameters
+        op = library.inference_launcher(
+            name, x.device, x.dtype, has_beta, bool(self.act.alpha_logscale), parameters["alpha"].dtype
+        )
         up_buffers, down_buffers = self.upsample._buffers, self.downsample.lowpass._buffers
-        contiguous_only = name == "triton"  # the C++ op makes its own contiguous copy
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            if contiguous_only and not x.is_contiguous():
+            if not x.is_contiguous():  # e.g. a transposed input to a lone module
                 x = x.contiguous()
             beta = parameters["beta"] if has_beta else None
-            return op(x, parameters["alpha"], beta, up_buffers["filter"], down_buffers["filter"], logscale)
+            return op(x, parameters["alpha"], beta, up_buffers["filter"], down_buffers["filter"])
 
         return run
 

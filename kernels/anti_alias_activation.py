@@ -2,8 +2,8 @@
 
 One file for the op (Liger-Kernel style): the ``@triton.jit`` forward and backward kernels, their
 helpers and the host launchers :func:`anti_alias_activation_forward` and
-:func:`anti_alias_activation_backward`. The definition they implement is SPEC.md's (and
-``bigvgan_fast.activation.anti_alias_activation_ref``'s); ``tests/test_triton_kernel.py`` checks
+:func:`anti_alias_activation_backward`. The definition they implement is docs/definition.md's (and
+``bigvgan_fast.anti_alias.reference.anti_alias_activation_ref``'s); ``tests/test_triton_kernel.py`` checks
 every output sample, borders included, against a float64 evaluation of it.
 
 Polyphase form used throughout (f_up, f_down: the 12 taps; x, g_y zero-based; m, t in [0, T)):
@@ -15,109 +15,221 @@ Polyphase form used throughout (f_up, f_down: the 12 taps; x, g_y zero-based; m,
 
 with x indices clamped to [0, T-1] and, for the downsample, z indices clamped to [0, 2T-1]: a
 "z[2m]" or "z[2m+1]" with m < 0 is z[0] = act(u[0]) and one with m >= T is z[2T-1] = act(u[2T-1]).
-Each y[t] reads x[t-6 .. t+6].
+Each y[t] reads x[t-5 .. t+5]. The backward's transposed downsample has the upsample's form
+(dL/dz[2m] = sum f_down[2i+1] g_y[m+2-i], dL/dz[2m+1] = sum f_down[2i] g_y[m+3-i]) and its
+transposed upsample the downsample's, so one pair of helpers (``_polyphase``, ``_transposed_polyphase``)
+serves both directions.
 
-Kernel design (not yet measured on a GPU; the figures below are the reasoning, not timings):
+Kernel design:
 
 - Grid: one program per (row = b*C + c, tile of BLOCK_T outputs), flattened to one axis (rows
   outer, tiles inner) so neither B*C nor T/BLOCK_T meets CUDA's 65535 limit of grid axes 1 and 2.
   Row offsets are int64 (B*C*T may exceed 2**31); lane offsets inside a tile stay int32.
 - Each program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile once (two
   sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads of x at
-  shifts -3..3 (all but one hit L1/L2: DRAM sees one read of x and one write of y). The
-  downsample needs z of the neighbours m-3..m+3: these come from ``tl.gather`` (Triton lowers a
-  gather across warps through shared memory), i.e. six shifted reads of the tile's w_d vectors.
+  shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2. The
+  downsample needs z of the neighbours m-3..m+3: these come from ``tl.gather`` (across warps
+  Triton routes it through shared memory), i.e. six shifted reads of the tile's w_d vectors.
   The three outputs at each end of the tile, whose neighbours belong to the next tile, are
   recomputed from x on an [8, 8] side block (128 extra sines per tile, 6% at BLOCK_T = 1024).
   ``use_gather=False`` recomputes every neighbour instead (16 sines per output, no shared
   memory): a fallback in case a Triton version mis-compiles the gather; the tests run both.
+- The recompute block's columns whose taps are zero are selected away, not multiplied: a zero
+  tap times a NaN or Inf would spread a non-finite x one sample further than the definition.
 - Interior tiles (the whole halo inside [0, T)) take a branch with unclamped loads at constant
   offsets; only the first and last tiles of a row clamp indices and apply the z-border rule.
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
   2x of the upsample folded into its taps), one rounding at the store.
-- Tiles of BLOCK_T = 1024 samples with 8 warps (4 samples per thread) for T >= 1024. Compiled
-  for sm_90a by Triton 3.9 (ptxas, no GPU here) that is 59 registers for the forward and about
-  100 for the backward, no spills; 2048 samples at 8 warps took 103 and 246 registers (the
-  backward then fits one block per SM). Not yet timed on an H100: benchmarks/ should replace
-  this reasoning with a measured choice.
-- Vector width, from the same compile with T % 16 == 0 (every model shape): the forward stores
-  y with 16-byte instructions in float32 and 8-byte ones in 16-bit dtypes (4 samples per
-  thread); of the seven shifted x loads, the aligned ones are 8- and 16-byte wide, the others
-  4-byte (coalesced across the warp either way). The backward's loads and stores stay 4-byte.
-- The sine is ``tl.sin``, which Triton lowers to libdevice's accurate ``sinf`` (a few tens of
-  instructions on its common path, no MUFU). The two sines per sample may make the kernel
-  compute-bound on an H100 before it is memory-bound; whether a cheaper sine (e.g. reduction
-  modulo pi, since only sin^2 and sin(2au) are needed) keeps SPEC's float32 standard is untested.
+- Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
+  4 in the backward (8 warps): each thread's fixed work (tile setup, the edge block, the sine's
+  range check) is shared by that many outputs. Compile facts (registers, instruction counts,
+  vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
+- The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
+  sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
+  one special-function operation instead of a precise sinf's few tens.
 
 The backward recomputes u from x (only x and the parameters are saved) and applies the exact
 adjoint of both clamps: gradient sent to z indices < 0 lands on z[0], > 2T-1 on z[2T-1]; gradient
 sent to x indices < 0 lands on x[0], > T-1 on x[T-1]. Parameter gradients are reduced without
 atomics: each program writes its partial sums to a float32 buffer [B*C, n_tiles] that the host
 sums in a fixed order, so equal inputs give bitwise equal gradients.
+
+Names the device helpers share: ``border = (lo, hi)``, the row's first and last sample relative
+to the tile (the backward appends the gradient the downsample's clamp sends to z[0] and z[2T-1]);
+``act = (a, inv_b)``, the activation's per-channel parameters; ``filters = (up, down, columns)``,
+the 12 taps of each filter as tuples of scalars (up times 2) and, for the recompute block, the
+[8]-vectors of the taps its even and odd columns carry.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-SNAKE_EPS = tl.constexpr(1e-9)  # as bigvgan_fast.activation.SNAKE_EPS
+def _interpreted() -> bool:
+    """Whether @triton.jit gives interpreted functions (TRITON_INTERPRET=1), as Triton decides it."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+SNAKE_EPS = tl.constexpr(1e-9)  # as bigvgan_fast.anti_alias.reference.SNAKE_EPS
 FILTER_TAPS = 12
 
-# See the module docstring: 1024 samples / 8 warps is a compiled-for, not a timed, choice.
+# See the module docstring: compiled-for, not yet timed, choices.
 _MAX_BLOCK_T = 1024
 _MIN_BLOCK_T = 16
-# The recompute path holds a [BLOCK_T, 8] block of neighbours: 128 x 8 at 4 warps is 78-96 /
-# 114-120 registers (forward / backward, by dtype), no spills.
+# The recompute path holds a [BLOCK_T, 8] block of neighbours; 128 keeps it free of spills.
 _MAX_BLOCK_T_RECOMPUTE = 128
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
 USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
+
+# The shared fast sine (bigvgan_fast/fast_sine.py holds the same constants, its docs the error
+# bound): reduction modulo pi by Cody-Waite with two constants, then a sine of |r| <= pi/2.
+INV_PI = tl.constexpr(0.31830987334251404)  # float32(1 / pi)
+PI_A = tl.constexpr(3.140625)  # pi to 8 significant bits: k * PI_A is exact for |k| < 2**16
+PI_B = tl.constexpr(0.0009676535846665502)  # float32(pi - PI_A)
+MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: fma(v, INV_PI, MAGIC) - MAGIC = rint(v / pi)
+FAST_MAX = tl.constexpr(65536.0)  # |v| at or beyond this takes the precise sine
+# The sine of the reduced argument: the GPU's sin.approx.f32 (MUFU.SIN, max abs error 2**-21.41 on
+# [-pi, pi]); the interpreter cannot run inline PTX, so there it is tl.sin and CI tests the reduction.
+HARDWARE_SINE = tl.constexpr(not _interpreted() and torch.version.hip is None)
+
+# What a load at a position outside the row reads (``_load_shifted``).
+UNCHECKED = tl.constexpr(0)  # nothing: interior tiles never leave the row
+REPLICATE = tl.constexpr(1)  # the nearest sample of the row: x under the upsample's clamp
+ZEROS = tl.constexpr(2)  # zero: grad_y, which the transposed downsample pads with zeros
 
 
 # --- device helpers ---------------------------------------------------------------------------
 
 
 @triton.jit
-def _upsample_pair(x_tile, pos, lo, hi,
-                   u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                   CLAMP: tl.constexpr):
-    """(u[2m], u[2m+1]) for m = t0 + pos (any shape); the taps u0..u11 already carry the factor 2.
+def _load_at(ptr, pos, border, BORDER: tl.constexpr):
+    if BORDER == REPLICATE:
+        value = tl.load(ptr + tl.minimum(tl.maximum(pos, border[0]), border[1]))
+    elif BORDER == ZEROS:
+        value = tl.load(ptr + pos, mask=(pos >= border[0]) & (pos <= border[1]), other=0.0)
+    else:
+        value = tl.load(ptr + pos)
+    return value.to(tl.float32)
 
-    With CLAMP, x indices are clamped to the row [lo, hi] (tile-relative), and positions outside
-    the row follow the downsample's z-index clamp: m < 0 gives u[0] in both phases, m >= T gives
-    u[2T-1] in both phases. Without CLAMP every x[m-3 .. m+3] must lie inside the row.
+
+@triton.jit
+def _load_shifted(ptr, pos, border, BORDER: tl.constexpr):
+    """(ptr[pos - 3], ..., ptr[pos + 3]) in float32, each of pos's shape; BORDER: see UNCHECKED."""
+    return (_load_at(ptr, pos - 3, border, BORDER), _load_at(ptr, pos - 2, border, BORDER),
+            _load_at(ptr, pos - 1, border, BORDER), _load_at(ptr, pos, border, BORDER),
+            _load_at(ptr, pos + 1, border, BORDER), _load_at(ptr, pos + 2, border, BORDER),
+            _load_at(ptr, pos + 3, border, BORDER))
+
+
+@triton.jit
+def _polyphase(shifted, taps):
+    """(sum_i taps[2i+1] v[m+2-i], sum_i taps[2i] v[m+3-i]) for ``shifted`` = v[m-3 .. m+3]: the
+    upsample's two phases (v = x) and the transposed downsample's (v = g_y)."""
+    even = taps[1] * shifted[5]
+    odd = taps[0] * shifted[6]
+    for i in tl.static_range(1, 6):
+        even += taps[2 * i + 1] * shifted[5 - i]
+        odd += taps[2 * i] * shifted[6 - i]
+    return even, odd
+
+
+@triton.jit
+def _transposed_polyphase(even, odd, taps, lanes, BLOCK_T: tl.constexpr):
+    """sum_{d=-3..3} w_d[lane + d] with w_d = taps[2d+5] even + taps[2d+6] odd (taps outside 0..11
+    zero): the downsample (even, odd = z) and the transposed upsample (even, odd = dL/du). The
+    neighbours come through tl.gather and wrap at the tile's ends, where the edge lanes take over."""
+    out = taps[5] * even + taps[6] * odd
+    out += tl.gather(taps[0] * odd, (lanes - 3) & (BLOCK_T - 1), 0)
+    out += tl.gather(taps[1] * even + taps[2] * odd, (lanes - 2) & (BLOCK_T - 1), 0)
+    out += tl.gather(taps[3] * even + taps[4] * odd, (lanes - 1) & (BLOCK_T - 1), 0)
+    out += tl.gather(taps[7] * even + taps[8] * odd, (lanes + 1) & (BLOCK_T - 1), 0)
+    out += tl.gather(taps[9] * even + taps[10] * odd, (lanes + 2) & (BLOCK_T - 1), 0)
+    out += tl.gather(taps[11] * even, (lanes + 3) & (BLOCK_T - 1), 0)
+    return out
+
+
+@triton.jit
+def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
+    """(u[2m], u[2m+1]) for m = t0 + pos (any shape).
+
+    With CLAMP, x indices are clamped to the row, and positions outside it follow the downsample's
+    z-index clamp: m < 0 gives u[0] in both phases, m >= T gives u[2T-1] in both phases. Without
+    CLAMP every x[m-3 .. m+3] must lie inside the row.
     """
     if CLAMP:
-        p = tl.minimum(tl.maximum(pos, lo), hi)
-        x_m3 = tl.load(x_tile + tl.maximum(p - 3, lo)).to(tl.float32)
-        x_m2 = tl.load(x_tile + tl.maximum(p - 2, lo)).to(tl.float32)
-        x_m1 = tl.load(x_tile + tl.maximum(p - 1, lo)).to(tl.float32)
-        x_0 = tl.load(x_tile + p).to(tl.float32)
-        x_p1 = tl.load(x_tile + tl.minimum(p + 1, hi)).to(tl.float32)
-        x_p2 = tl.load(x_tile + tl.minimum(p + 2, hi)).to(tl.float32)
-        x_p3 = tl.load(x_tile + tl.minimum(p + 3, hi)).to(tl.float32)
-    else:
-        x_m3 = tl.load(x_tile + (pos - 3)).to(tl.float32)
-        x_m2 = tl.load(x_tile + (pos - 2)).to(tl.float32)
-        x_m1 = tl.load(x_tile + (pos - 1)).to(tl.float32)
-        x_0 = tl.load(x_tile + pos).to(tl.float32)
-        x_p1 = tl.load(x_tile + (pos + 1)).to(tl.float32)
-        x_p2 = tl.load(x_tile + (pos + 2)).to(tl.float32)
-        x_p3 = tl.load(x_tile + (pos + 3)).to(tl.float32)
-    u_even = u1 * x_p2 + u3 * x_p1 + u5 * x_0 + u7 * x_m1 + u9 * x_m2 + u11 * x_m3
-    u_odd = u0 * x_p3 + u2 * x_p2 + u4 * x_p1 + u6 * x_0 + u8 * x_m1 + u10 * x_m2
-    if CLAMP:
-        u_even_at_border = tl.where(pos > hi, u_odd, u_even)
-        u_odd = tl.where(pos < lo, u_even, u_odd)
+        inside = tl.minimum(tl.maximum(pos, border[0]), border[1])
+        u_even, u_odd = _polyphase(_load_shifted(x_tile, inside, border, REPLICATE), up)
+        u_even_at_border = tl.where(pos > border[1], u_odd, u_even)
+        u_odd = tl.where(pos < border[0], u_even, u_odd)
         u_even = u_even_at_border
+    else:
+        u_even, u_odd = _polyphase(_load_shifted(x_tile, pos, border, UNCHECKED), up)
     return u_even, u_odd
 
 
 @triton.jit
-def _snake(u, a, inv_b):
-    s = tl.sin(a * u)
-    return u + inv_b * (s * s)
+def _reduce_mod_pi(v):
+    """r = v - k*pi, k = rint(v / pi), so |r| <= pi/2 (plus rounding); sin(v)^2 = sin(r)^2 and
+    sin(2v) = sin(2r). Exact up to one rounding and the dropped third constant for |v| < FAST_MAX."""
+    k = tl.fma(v, INV_PI, MAGIC) - MAGIC
+    r = tl.fma(-k, PI_A, v)
+    return tl.fma(-k, PI_B, r)
+
+
+@triton.jit
+def _core(r, COSINE: tl.constexpr):
+    """sin(r), or cos(r) with COSINE, for the reduced |r| <= pi/2 (see HARDWARE_SINE)."""
+    if HARDWARE_SINE:
+        if COSINE:
+            value = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+        else:
+            value = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [r], dtype=tl.float32, is_pure=True, pack=1)
+    elif COSINE:
+        value = tl.cos(r)
+    else:
+        value = tl.sin(r)
+    return value
+
+
+@triton.jit
+def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
+    """(sin v_even, sin v_odd) up to sign, and with WITH_COS (cos v_even, cos v_odd) up to the same
+    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). A program
+    that holds any |v| >= FAST_MAX (a uniform branch, never taken at model scales) computes the
+    precise sine of those arguments instead."""
+    r_even = _reduce_mod_pi(v_even)
+    r_odd = _reduce_mod_pi(v_odd)
+    s_even = _core(r_even, False)
+    s_odd = _core(r_odd, False)
+    if WITH_COS:
+        c_even = _core(r_even, True)
+        c_odd = _core(r_odd, True)
+    else:
+        c_even = s_even
+        c_odd = s_odd
+    if tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
+        huge_even = tl.abs(v_even) >= FAST_MAX
+        huge_odd = tl.abs(v_odd) >= FAST_MAX
+        s_even = tl.where(huge_even, tl.sin(v_even), s_even)
+        s_odd = tl.where(huge_odd, tl.sin(v_odd), s_odd)
+        if WITH_COS:
+            c_even = tl.where(huge_even, tl.cos(v_even), c_even)
+            c_odd = tl.where(huge_odd, tl.cos(v_odd), c_odd)
+    return s_even, s_odd, c_even, c_odd
+
+
+@triton.jit
+def _snake_pair(u_even, u_odd, act):
+    """z = u + inv_b * sin(a u)^2 of both phases."""
+    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False)
+    return u_even + act[1] * (s_even * s_even), u_odd + act[1] * (s_odd * s_odd)
 
 
 @triton.jit
@@ -127,52 +239,27 @@ def _neighbours(pos):
 
 
 @triton.jit
-def _output_recomputed(x_tile, pos, lo, hi, a, inv_b,
-                       u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                       down_even, down_odd, CLAMP: tl.constexpr):
-    """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes).
-
-    ``down_even[i]``, ``down_odd[i]``: the downsample taps of z[2(m+d)] and z[2(m+d)+1], d = i - 3.
-    """
-    u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), lo, hi,
-                                   u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, CLAMP)
-    z = _snake(u_even, a, inv_b) * down_even[None, :] + _snake(u_odd, a, inv_b) * down_odd[None, :]
-    return tl.sum(z, axis=1)
+def _sum_over_neighbours(even, odd, columns):
+    """Row sums of an [N, 8] neighbour block times its taps: even-phase terms in columns d = -2..3,
+    odd-phase ones in d = -3..2. The other columns have zero taps but are selected away rather than
+    multiplied: zero times a NaN or Inf sample is NaN, and the definition never reads those samples."""
+    column = tl.arange(0, 8)[None, :]
+    even_terms = tl.where((column >= 1) & (column <= 6), even * columns[0][None, :], 0.0)
+    odd_terms = tl.where(column <= 5, odd * columns[1][None, :], 0.0)
+    return tl.sum(even_terms + odd_terms, axis=1)
 
 
 @triton.jit
-def _forward_tile(x_tile, lanes, edge_lanes, lo, hi, a, inv_b,
-                  u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                  d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                  down_even, down_odd,
-                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """y of the tile's lanes (only lanes 3 .. BLOCK_T-4 are right with USE_GATHER) and of its edge lanes."""
-    if USE_GATHER:
-        u_even, u_odd = _upsample_pair(x_tile, lanes, lo, hi, u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, CLAMP)
-        z_even = _snake(u_even, a, inv_b)
-        z_odd = _snake(u_odd, a, inv_b)
-        # y[t] = sum_d w_d[t + d]; the gathers read the neighbours' w_d (wrapping at the tile ends,
-        # where the edge lanes below take over).
-        y = d5 * z_even + d6 * z_odd
-        y += tl.gather(d0 * z_odd, (lanes - 3) & (BLOCK_T - 1), 0)
-        y += tl.gather(d1 * z_even + d2 * z_odd, (lanes - 2) & (BLOCK_T - 1), 0)
-        y += tl.gather(d3 * z_even + d4 * z_odd, (lanes - 1) & (BLOCK_T - 1), 0)
-        y += tl.gather(d7 * z_even + d8 * z_odd, (lanes + 1) & (BLOCK_T - 1), 0)
-        y += tl.gather(d9 * z_even + d10 * z_odd, (lanes + 2) & (BLOCK_T - 1), 0)
-        y += tl.gather(d11 * z_even, (lanes + 3) & (BLOCK_T - 1), 0)
-        y_edge = _output_recomputed(x_tile, edge_lanes, lo, hi, a, inv_b,
-                                    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, down_even, down_odd, CLAMP)
-    else:
-        y = _output_recomputed(x_tile, lanes, lo, hi, a, inv_b,
-                               u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, down_even, down_odd, CLAMP)
-        y_edge = tl.zeros(edge_lanes.shape, tl.float32)
-    return y, y_edge
+def _edge_lanes(BLOCK_T: tl.constexpr):
+    """Lanes 0, 1, 2 and BLOCK_T-3 .. BLOCK_T-1 (the last one twice more as padding), and their index 0..7."""
+    edge = tl.arange(0, 8)
+    return edge, tl.where(edge < 3, edge, tl.minimum(edge + (BLOCK_T - 6), BLOCK_T - 1))
 
 
 @triton.jit
 def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
     """``values`` with lanes 0..2 and BLOCK_T-3..BLOCK_T-1 taken from ``edge_values`` (the [8] side
-    block whose entries 0..5 hold those lanes, see ``edge_lanes``)."""
+    block whose entries 0..5 hold those lanes, see ``_edge_lanes``)."""
     at_edge = (lanes < 3) | (lanes >= BLOCK_T - 3)
     edge_index = tl.minimum(tl.maximum(tl.where(lanes < 3, lanes, lanes - (BLOCK_T - 6)), 0), 7)
     return tl.where(at_edge, tl.gather(edge_values, edge_index, 0), values)
@@ -181,7 +268,7 @@ def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
 @triton.jit
 def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                 HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Row offset, tile start, clamp bounds and per-channel parameters of program ``pid``."""
+    """Row offset, tile start, row border, interior flag and per-channel parameters of program ``pid``."""
     row = pid // n_tiles
     tile = pid - row * n_tiles
     t0 = tile.to(tl.int64) * BLOCK_T
@@ -203,30 +290,59 @@ def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
     else:
         a = alpha
         b = beta
-    return row_start, t0, lo, hi, interior, a, b
+    return row_start, t0, (lo, hi), interior, a, b
 
 
 @triton.jit
-def _load_taps(taps_ptr, SCALE: tl.constexpr):
-    """The 12 filter taps as scalars, times SCALE (2 folds the upsample's gain into its taps)."""
-    return (SCALE * tl.load(taps_ptr + 0), SCALE * tl.load(taps_ptr + 1), SCALE * tl.load(taps_ptr + 2),
-            SCALE * tl.load(taps_ptr + 3), SCALE * tl.load(taps_ptr + 4), SCALE * tl.load(taps_ptr + 5),
-            SCALE * tl.load(taps_ptr + 6), SCALE * tl.load(taps_ptr + 7), SCALE * tl.load(taps_ptr + 8),
-            SCALE * tl.load(taps_ptr + 9), SCALE * tl.load(taps_ptr + 10), SCALE * tl.load(taps_ptr + 11))
-
-
-@triton.jit
-def _tap_vectors(taps_ptr, SCALE: tl.constexpr):
-    """SCALE * taps of the even and odd phase per neighbour d = -3..4 (index d + 3): k = 2d+5, 2d+6."""
+def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
+    """``filters`` (see the module docstring): both filters' taps as scalars, the upsample's times 2,
+    and the recompute block's column taps (k = 2d+5 even, 2d+6 odd, for d = -3..4) of the
+    upsample (COLUMNS_OF_UP: the backward's transposed upsample) or of the downsample (forward)."""
+    up = (2.0 * tl.load(up_ptr + 0), 2.0 * tl.load(up_ptr + 1), 2.0 * tl.load(up_ptr + 2),
+          2.0 * tl.load(up_ptr + 3), 2.0 * tl.load(up_ptr + 4), 2.0 * tl.load(up_ptr + 5),
+          2.0 * tl.load(up_ptr + 6), 2.0 * tl.load(up_ptr + 7), 2.0 * tl.load(up_ptr + 8),
+          2.0 * tl.load(up_ptr + 9), 2.0 * tl.load(up_ptr + 10), 2.0 * tl.load(up_ptr + 11))
+    down = (tl.load(down_ptr + 0), tl.load(down_ptr + 1), tl.load(down_ptr + 2), tl.load(down_ptr + 3),
+            tl.load(down_ptr + 4), tl.load(down_ptr + 5), tl.load(down_ptr + 6), tl.load(down_ptr + 7),
+            tl.load(down_ptr + 8), tl.load(down_ptr + 9), tl.load(down_ptr + 10), tl.load(down_ptr + 11))
     d = tl.arange(0, 8) - 3
     even_k = 2 * d + 5
     odd_k = 2 * d + 6
-    even = tl.load(taps_ptr + even_k, mask=(even_k >= 0) & (even_k < 12), other=0.0)
-    odd = tl.load(taps_ptr + odd_k, mask=odd_k < 12, other=0.0)
-    return SCALE * even, SCALE * odd
+    if COLUMNS_OF_UP:
+        columns_ptr = up_ptr
+        scale = 2.0
+    else:
+        columns_ptr = down_ptr
+        scale = 1.0
+    even = tl.load(columns_ptr + even_k, mask=(even_k >= 0) & (even_k < 12), other=0.0)
+    odd = tl.load(columns_ptr + odd_k, mask=odd_k < 12, other=0.0)
+    return up, down, (scale * even, scale * odd)
 
 
 # --- forward ----------------------------------------------------------------------------------
+
+
+@triton.jit
+def _output_recomputed(x_tile, pos, border, act, filters, CLAMP: tl.constexpr):
+    """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
+    u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
+    z_even, z_odd = _snake_pair(u_even, u_odd, act)
+    return _sum_over_neighbours(z_even, z_odd, filters[2])
+
+
+@triton.jit
+def _forward_tile(x_tile, lanes, border, act, filters,
+                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
+    """y of the tile's lanes."""
+    if USE_GATHER:
+        u_even, u_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
+        z_even, z_odd = _snake_pair(u_even, u_odd, act)
+        y = _transposed_polyphase(z_even, z_odd, filters[1], lanes, BLOCK_T)
+        _, edge_lanes = _edge_lanes(BLOCK_T)
+        y = _with_edges(y, _output_recomputed(x_tile, edge_lanes, border, act, filters, CLAMP), lanes, BLOCK_T)
+    else:
+        y = _output_recomputed(x_tile, lanes, border, act, filters, CLAMP)
+    return y
 
 
 @triton.jit
@@ -237,148 +353,105 @@ def _anti_alias_activation_forward_kernel(
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    row_start, t0, lo, hi, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
+    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                                                         HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
-    inv_b = 1.0 / (b + SNAKE_EPS)
-    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11 = _load_taps(up_ptr, 2.0)
-    d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11 = _load_taps(down_ptr, 1.0)
-    down_even, down_odd = _tap_vectors(down_ptr, 1.0)
-
+    act = (a, 1.0 / (b + SNAKE_EPS))
+    filters = _load_filters(up_ptr, down_ptr, False)
     x_tile = x_ptr + row_start
-    y_tile = y_ptr + row_start
     lanes = tl.arange(0, BLOCK_T)
-    # Lanes 0, 1, 2 and BLOCK_T-3 .. BLOCK_T-1 (the last one twice more as padding).
-    edge = tl.arange(0, 8)
-    edge_lanes = tl.where(edge < 3, edge, tl.minimum(edge + (BLOCK_T - 6), BLOCK_T - 1))
-
     if interior:
-        y, y_edge = _forward_tile(x_tile, lanes, edge_lanes, lo, hi, a, inv_b,
-                                  u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                                  d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                                  down_even, down_odd, BLOCK_T, USE_GATHER, False)
+        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
     else:
-        y, y_edge = _forward_tile(x_tile, lanes, edge_lanes, lo, hi, a, inv_b,
-                                  u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                                  d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                                  down_even, down_odd, BLOCK_T, USE_GATHER, True)
-
-    if USE_GATHER:
-        y = _with_edges(y, y_edge, lanes, BLOCK_T)
+        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
     # One store of the whole tile, masked by a bound that keeps T's divisibility: where T % 16 == 0
-    # (every model shape) Triton then emits full-width vector stores. (The split store of the main
-    # and edge lanes it replaces compiled to 4-byte stores for sm_90a.)
-    tl.store(y_tile + lanes, y.to(y_ptr.dtype.element_ty), mask=lanes < T - t0)
+    # (every model shape) Triton can then emit full-width vector stores.
+    tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=lanes < T - t0)
 
 
 # --- backward ---------------------------------------------------------------------------------
 
 
 @triton.jit
-def _grad_z_pair(g_tile, pos, lo, hi, grad_z_first, grad_z_last,
-                 d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                 CLAMP: tl.constexpr):
+def _grad_z_pair(g_tile, pos, border, down, CLAMP: tl.constexpr):
     """(dL/dz[2m], dL/dz[2m+1]) for m = t0 + pos: the transposed downsample of grad_y (zero-padded),
-    zero outside the row, plus the clamped taps' gradient ``grad_z_first`` at z[0] and
-    ``grad_z_last`` at z[2T-1]."""
+    zero outside the row, plus the clamped taps' gradient border[2] at z[0] and border[3] at z[2T-1]."""
     if CLAMP:
-        g_m3 = tl.load(g_tile + (pos - 3), mask=(pos - 3 >= lo) & (pos - 3 <= hi), other=0.0).to(tl.float32)
-        g_m2 = tl.load(g_tile + (pos - 2), mask=(pos - 2 >= lo) & (pos - 2 <= hi), other=0.0).to(tl.float32)
-        g_m1 = tl.load(g_tile + (pos - 1), mask=(pos - 1 >= lo) & (pos - 1 <= hi), other=0.0).to(tl.float32)
-        g_0 = tl.load(g_tile + pos, mask=(pos >= lo) & (pos <= hi), other=0.0).to(tl.float32)
-        g_p1 = tl.load(g_tile + (pos + 1), mask=(pos + 1 >= lo) & (pos + 1 <= hi), other=0.0).to(tl.float32)
-        g_p2 = tl.load(g_tile + (pos + 2), mask=(pos + 2 >= lo) & (pos + 2 <= hi), other=0.0).to(tl.float32)
-        g_p3 = tl.load(g_tile + (pos + 3), mask=(pos + 3 >= lo) & (pos + 3 <= hi), other=0.0).to(tl.float32)
+        gz_even, gz_odd = _polyphase(_load_shifted(g_tile, pos, border, ZEROS), down)
+        inside = (pos >= border[0]) & (pos <= border[1])
+        gz_even = tl.where(inside, gz_even + tl.where(pos == border[0], border[2], 0.0), 0.0)
+        gz_odd = tl.where(inside, gz_odd + tl.where(pos == border[1], border[3], 0.0), 0.0)
     else:
-        g_m3 = tl.load(g_tile + (pos - 3)).to(tl.float32)
-        g_m2 = tl.load(g_tile + (pos - 2)).to(tl.float32)
-        g_m1 = tl.load(g_tile + (pos - 1)).to(tl.float32)
-        g_0 = tl.load(g_tile + pos).to(tl.float32)
-        g_p1 = tl.load(g_tile + (pos + 1)).to(tl.float32)
-        g_p2 = tl.load(g_tile + (pos + 2)).to(tl.float32)
-        g_p3 = tl.load(g_tile + (pos + 3)).to(tl.float32)
-    gz_even = d1 * g_p2 + d3 * g_p1 + d5 * g_0 + d7 * g_m1 + d9 * g_m2 + d11 * g_m3
-    gz_odd = d0 * g_p3 + d2 * g_p2 + d4 * g_p1 + d6 * g_0 + d8 * g_m1 + d10 * g_m2
-    if CLAMP:
-        inside = (pos >= lo) & (pos <= hi)
-        gz_even = tl.where(inside, gz_even + tl.where(pos == lo, grad_z_first, 0.0), 0.0)
-        gz_odd = tl.where(inside, gz_odd + tl.where(pos == hi, grad_z_last, 0.0), 0.0)
+        gz_even, gz_odd = _polyphase(_load_shifted(g_tile, pos, border, UNCHECKED), down)
     return gz_even, gz_odd
 
 
 @triton.jit
-def _grad_x_recomputed(g_tile, x_tile, pos, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-                       u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                       d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                       up_even, up_odd, CLAMP: tl.constexpr):
-    """dL/dx at positions ``pos`` by the transposed upsample over zero-padded dL/du (the x-border
-    sums excluded), recomputing dL/du of all seven neighbours: a [N, 8] block."""
-    near = _neighbours(pos)
-    gz_even, gz_odd = _grad_z_pair(g_tile, near, lo, hi, grad_z_first, grad_z_last,
-                                   d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, CLAMP)
-    u_even, u_odd = _upsample_pair(x_tile, near, lo, hi, u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, CLAMP)
-    slope = a * inv_b
-    s_even = tl.sin(a * u_even)
-    c_even = tl.cos(a * u_even)
-    s_odd = tl.sin(a * u_odd)
-    c_odd = tl.cos(a * u_odd)
-    gu_even = gz_even * (1.0 + slope * (2.0 * s_even * c_even))
-    gu_odd = gz_odd * (1.0 + slope * (2.0 * s_odd * c_odd))
-    return tl.sum(gu_even * up_even[None, :] + gu_odd * up_odd[None, :], axis=1)
+def _grad_u(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
+    """dL/du of both phases at positions ``pos``, with u and the sine terms the parameter gradients use."""
+    gz_even, gz_odd = _grad_z_pair(g_tile, pos, border, filters[1], CLAMP)
+    u_even, u_odd = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
+    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True)
+    sin2_even = 2.0 * s_even * c_even
+    sin2_odd = 2.0 * s_odd * c_odd
+    slope = act[0] * act[1]
+    gu = (gz_even * (1.0 + slope * sin2_even), gz_odd * (1.0 + slope * sin2_odd))
+    return gu, (gz_even, gz_odd), (u_even, u_odd), (s_even * s_even, s_odd * s_odd), (sin2_even, sin2_odd)
 
 
 @triton.jit
-def _backward_tile(g_tile, x_tile, lanes, edge, edge_lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-                   u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                   d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-                   up_even, up_odd,
-                   BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """dL/dx of the tile's lanes and edge lanes, and the tile's sums for the parameter gradients:
-    sum dL/dz * u * sin(2au) and sum dL/dz * sin(au)^2 over the tile's u samples."""
-    gz_even, gz_odd = _grad_z_pair(g_tile, lanes, lo, hi, grad_z_first, grad_z_last,
-                                   d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, CLAMP)
-    u_even, u_odd = _upsample_pair(x_tile, lanes, lo, hi, u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, CLAMP)
-    s_even = tl.sin(a * u_even)
-    c_even = tl.cos(a * u_even)
-    s_odd = tl.sin(a * u_odd)
-    c_odd = tl.cos(a * u_odd)
-    sin2_even = 2.0 * s_even * c_even
-    sin2_odd = 2.0 * s_odd * c_odd
-    # gz is zero outside the row, so lanes past T add nothing.
-    sum_u_sin2 = tl.sum(gz_even * u_even * sin2_even + gz_odd * u_odd * sin2_odd, axis=0)
-    sum_sin_sq = tl.sum(gz_even * (s_even * s_even) + gz_odd * (s_odd * s_odd), axis=0)
+def _grad_x_recomputed(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
+    """dL/dx at positions ``pos`` by the transposed upsample over zero-padded dL/du (the x-border
+    sums excluded), recomputing dL/du of all seven neighbours: a [N, 8] block."""
+    gu, _, _, _, _ = _grad_u(x_tile, g_tile, _neighbours(pos), border, act, filters, CLAMP)
+    return _sum_over_neighbours(gu[0], gu[1], filters[2])
 
+
+@triton.jit
+def _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+                   BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
+    """dL/dx of the tile's lanes, and the tile's sums for the parameter gradients:
+    sum dL/dz * u * sin(2au) and sum dL/dz * sin(au)^2 over the tile's u samples."""
+    gu, gz, u, sin_sq, sin2 = _grad_u(x_tile, g_tile, lanes, border, act, filters, CLAMP)
+    # gz is zero outside the row, so lanes past T add nothing.
+    sum_u_sin2 = tl.sum(gz[0] * u[0] * sin2[0] + gz[1] * u[1] * sin2[1], axis=0)
+    sum_sin_sq = tl.sum(gz[0] * sin_sq[0] + gz[1] * sin_sq[1], axis=0)
+    edge, edge_lanes = _edge_lanes(BLOCK_T)
     if USE_GATHER:
-        slope = a * inv_b
-        gu_even = gz_even * (1.0 + slope * sin2_even)
-        gu_odd = gz_odd * (1.0 + slope * sin2_odd)
-        gx = u5 * gu_even + u6 * gu_odd
-        gx += tl.gather(u0 * gu_odd, (lanes - 3) & (BLOCK_T - 1), 0)
-        gx += tl.gather(u1 * gu_even + u2 * gu_odd, (lanes - 2) & (BLOCK_T - 1), 0)
-        gx += tl.gather(u3 * gu_even + u4 * gu_odd, (lanes - 1) & (BLOCK_T - 1), 0)
-        gx += tl.gather(u7 * gu_even + u8 * gu_odd, (lanes + 1) & (BLOCK_T - 1), 0)
-        gx += tl.gather(u9 * gu_even + u10 * gu_odd, (lanes + 2) & (BLOCK_T - 1), 0)
-        gx += tl.gather(u11 * gu_even, (lanes + 3) & (BLOCK_T - 1), 0)
-        gx_edge = _grad_x_recomputed(g_tile, x_tile, edge_lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-                                     u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                                     d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, up_even, up_odd, CLAMP)
+        gx = _transposed_polyphase(gu[0], gu[1], filters[0], lanes, BLOCK_T)
+        gx_edge = _grad_x_recomputed(x_tile, g_tile, edge_lanes, border, act, filters, CLAMP)
     else:
-        gx = _grad_x_recomputed(g_tile, x_tile, lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-                                u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                                d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, up_even, up_odd, CLAMP)
+        gx = _grad_x_recomputed(x_tile, g_tile, lanes, border, act, filters, CLAMP)
         gx_edge = tl.zeros(edge_lanes.shape, tl.float32)
 
     if CLAMP:
         # The upsample read x[clamp(j)]: the gradient of the virtual samples j = -3..-1 lands on
         # x[0], that of j = T..T+2 on x[T-1]. (Where lo / hi are clipped, no lane equals them.)
+        lo = border[0]
+        hi = border[1]
         virtual_lanes = tl.where(edge < 3, lo - 3 + edge, hi - 2 + edge)
-        gx_virtual = _grad_x_recomputed(g_tile, x_tile, virtual_lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-                                        u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-                                        d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, up_even, up_odd, CLAMP)
+        gx_virtual = _grad_x_recomputed(x_tile, g_tile, virtual_lanes, border, act, filters, CLAMP)
         to_first = tl.sum(tl.where(edge < 3, gx_virtual, 0.0), axis=0)
         to_last = tl.sum(tl.where((edge >= 3) & (edge < 6), gx_virtual, 0.0), axis=0)
         gx += tl.where(lanes == lo, to_first, 0.0) + tl.where(lanes == hi, to_last, 0.0)
         gx_edge += tl.where(edge_lanes == lo, to_first, 0.0) + tl.where(edge_lanes == hi, to_last, 0.0)
-    return gx, gx_edge, sum_u_sin2, sum_sin_sq
+    if USE_GATHER:
+        gx = _with_edges(gx, gx_edge, lanes, BLOCK_T)
+    return gx, sum_u_sin2, sum_sin_sq
+
+
+@triton.jit
+def _grad_at_clamped_z(g_row, T, down):
+    """Gradient the downsample sends to the clamped z indices, (to z[0], to z[2T-1]): y[t] reads
+    z[2t+k-5] < 0 for (t, k) in {0} x 0..4, {1} x 0..2, {2} x {0}, and z > 2T-1 for {T-1} x 7..11,
+    {T-2} x 9..11, {T-3} x {11}. (Vector loads with lane masks: the JIT may specialise T == 1.)"""
+    k4 = tl.arange(0, 4)
+    g_head = tl.load(g_row + k4, mask=k4 < T, other=0.0).to(tl.float32)
+    g_tail = tl.load(g_row + (T - 1 - k4), mask=k4 < T, other=0.0).to(tl.float32)
+    head_taps = tl.where(k4 == 0, down[0] + down[1] + down[2] + down[3] + down[4],
+                         tl.where(k4 == 1, down[0] + down[1] + down[2], tl.where(k4 == 2, down[0], 0.0)))
+    tail_taps = tl.where(k4 == 0, down[7] + down[8] + down[9] + down[10] + down[11],
+                         tl.where(k4 == 1, down[9] + down[10] + down[11], tl.where(k4 == 2, down[11], 0.0)))
+    return tl.sum(g_head * head_taps, axis=0), tl.sum(g_tail * tail_taps, axis=0)
 
 
 @triton.jit
@@ -390,52 +463,24 @@ def _anti_alias_activation_backward_kernel(
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    row_start, t0, lo, hi, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
+    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
                                                         HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
     inv_b = 1.0 / (b + SNAKE_EPS)
-    u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11 = _load_taps(up_ptr, 2.0)
-    d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11 = _load_taps(down_ptr, 1.0)
-    up_even, up_odd = _tap_vectors(up_ptr, 2.0)
-
-    # Gradient the downsample sends to clamped z indices: y[t] reads z[2t+k-5] < 0 for
-    # (t, k) in {0} x 0..4, {1} x 0..2, {2} x {0}, and z > 2T-1 for {T-1} x 7..11, {T-2} x 9..11,
-    # {T-3} x {11}. (Vector loads with lane masks: the JIT may specialise T == 1 to a constant.)
-    g_row = grad_y_ptr + (row_start - t0)
-    k4 = tl.arange(0, 4)
-    g_head = tl.load(g_row + k4, mask=k4 < T, other=0.0).to(tl.float32)
-    g_tail = tl.load(g_row + (T - 1 - k4), mask=k4 < T, other=0.0).to(tl.float32)
-    head_taps = tl.where(k4 == 0, d0 + d1 + d2 + d3 + d4, tl.where(k4 == 1, d0 + d1 + d2, tl.where(k4 == 2, d0, 0.0)))
-    tail_taps = tl.where(k4 == 0, d7 + d8 + d9 + d10 + d11, tl.where(k4 == 1, d9 + d10 + d11, tl.where(k4 == 2, d11, 0.0)))
-    grad_z_first = tl.sum(g_head * head_taps, axis=0)
-    grad_z_last = tl.sum(g_tail * tail_taps, axis=0)
+    act = (a, inv_b)
+    filters = _load_filters(up_ptr, down_ptr, True)
+    grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - t0), T, filters[1])
+    border = (border[0], border[1], grad_z_first, grad_z_last)
 
     g_tile = grad_y_ptr + row_start
     x_tile = x_ptr + row_start
     lanes = tl.arange(0, BLOCK_T)
-    edge = tl.arange(0, 8)
-    edge_lanes = tl.where(edge < 3, edge, tl.minimum(edge + (BLOCK_T - 6), BLOCK_T - 1))
-
     if interior:
-        gx, gx_edge, sum_u_sin2, sum_sin_sq = _backward_tile(
-            g_tile, x_tile, lanes, edge, edge_lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-            u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-            d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-            up_even, up_odd, BLOCK_T, USE_GATHER, False)
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+                                                    BLOCK_T, USE_GATHER, False)
     else:
-        gx, gx_edge, sum_u_sin2, sum_sin_sq = _backward_tile(
-            g_tile, x_tile, lanes, edge, edge_lanes, lo, hi, grad_z_first, grad_z_last, a, inv_b,
-            u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11,
-            d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11,
-            up_even, up_odd, BLOCK_T, USE_GATHER, True)
-
-    gx_tile = grad_x_ptr + row_start
-    out_ty = grad_x_ptr.dtype.element_ty
-    if USE_GATHER:
-        main = (lanes >= 3) & (lanes < BLOCK_T - 3) & (lanes <= hi)
-        tl.store(gx_tile + lanes, gx.to(out_ty), mask=main)
-        tl.store(gx_tile + edge_lanes, gx_edge.to(out_ty), mask=(edge < 6) & (edge_lanes <= hi))
-    else:
-        tl.store(gx_tile + lanes, gx.to(out_ty), mask=lanes <= hi)
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+                                                    BLOCK_T, USE_GATHER, True)
+    tl.store(grad_x_ptr + row_start + lanes, gx.to(grad_x_ptr.dtype.element_ty), mask=lanes <= border[1])
 
     if PARAM_GRADS:
         # dz/da = u sin(2au) / (b + eps); dz/db = -sin(au)^2 / (b + eps)^2; times a (b) for log-scale.
@@ -455,24 +500,48 @@ def _anti_alias_activation_backward_kernel(
 # --- host launchers ---------------------------------------------------------------------------
 
 
-def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool) -> tuple[int, int]:
-    """Tile length and warps: 4 samples per thread on the gather path, 8 neighbour blocks on the other."""
+def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None,
+            samples_per_thread: int) -> tuple[int, int, int, bool]:
+    """(tiles per row, block_t, num_warps, use_gather) of a launch over x of ``shape``, defaults filled in."""
+    B, C, T = shape
+    use_gather = USE_GATHER if use_gather is None else bool(use_gather)
+    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
+    n_tiles = triton.cdiv(T, block_t)
+    if B * C * n_tiles >= 2**31:
+        raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
+    return n_tiles, block_t, num_warps, use_gather
+
+
+# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, BLOCK_T =
+# 1024: 57.8 FP32-pipe operations and 108 instructions per output at 96 registers, against 68.3 and
+# 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
+# the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
+_FORWARD_SAMPLES_PER_THREAD = 8
+_BACKWARD_SAMPLES_PER_THREAD = 4
+
+
+def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool,
+                   samples_per_thread: int) -> tuple[int, int]:
+    """Tile length and warps: ``samples_per_thread`` on the gather path, 8 neighbour blocks on the other."""
     if block_t is None:
         largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
         block_t = min(largest, max(_MIN_BLOCK_T, triton.next_power_of_2(T)))
     if block_t < _MIN_BLOCK_T or block_t & (block_t - 1):
         raise ValueError(f"block_t must be a power of two >= {_MIN_BLOCK_T}, got {block_t}")
     if num_warps is None:
-        num_warps = max(1, min(8, block_t // 128)) if use_gather else max(1, min(4, block_t // 32))
+        if use_gather:
+            num_warps = max(1, min(8, block_t // (32 * samples_per_thread)))
+        else:
+            num_warps = max(1, min(4, block_t // 32))
     return block_t, num_warps
 
 
 def _check(x, alpha, beta, upsample_filter, downsample_filter) -> None:
-    """Cheap checks of what the kernels assume (``bigvgan_fast.ops.fused`` prepares the inputs so)."""
+    """Cheap checks of what the kernels assume (``bigvgan_fast.anti_alias.op.run`` prepares the inputs so)."""
     if x.dim() != 3 or x.shape[-1] < 1:
         raise ValueError(f"x must have shape (B, C, T >= 1), got {tuple(x.shape)}")
     if not x.is_contiguous():
-        raise ValueError("x must be contiguous (bigvgan_fast.ops.fused makes it so)")
+        raise ValueError("x must be contiguous (bigvgan_fast.anti_alias.op.run makes it so)")
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise TypeError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
     channels = x.shape[1]
@@ -502,7 +571,7 @@ def anti_alias_activation_forward(
     num_warps: int | None = None,
     use_gather: bool | None = None,
 ) -> torch.Tensor:
-    """Fused anti-aliased Snake / SnakeBeta activation (SPEC.md), one Triton launch.
+    """Fused anti-aliased Snake / SnakeBeta activation (docs/definition.md), one Triton launch.
 
     Args:
         x: (B, C, T) contiguous float32 / float16 / bfloat16, any T >= 1.
@@ -526,13 +595,9 @@ def anti_alias_activation_forward(
         _check_out(out, x)
     if x.numel() == 0:
         return out
-    use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather)
-    n_tiles = triton.cdiv(T, block_t)
-    grid = (B * C * n_tiles,)
-    if grid[0] >= 2**31:
-        raise ValueError(f"{grid[0]} tiles exceed one launch; use a larger block_t")
-    _anti_alias_activation_forward_kernel[grid](
+    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                      _FORWARD_SAMPLES_PER_THREAD)
+    _anti_alias_activation_forward_kernel[(B * C * n_tiles,)](
         x, out, alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
         T, C, n_tiles,
         HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
@@ -543,13 +608,8 @@ def anti_alias_activation_forward(
 
 
 def anti_alias_activation_backward(
-    grad_y: torch.Tensor,
-    x: torch.Tensor,
-    alpha: torch.Tensor,
-    beta: torch.Tensor | None,
-    upsample_filter: torch.Tensor,
-    downsample_filter: torch.Tensor,
-    alpha_logscale: bool,
+    grad_y: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor | None,
+    upsample_filter: torch.Tensor, downsample_filter: torch.Tensor, alpha_logscale: bool,
     needs_alpha_grad: bool = True,
     needs_beta_grad: bool = True,
     *,
@@ -583,17 +643,13 @@ def anti_alias_activation_backward(
         out = torch.empty_like(x)
     else:
         _check_out(out, x)
-    use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather)
-    n_tiles = triton.cdiv(T, block_t)
-    grid = (B * C * n_tiles,)
-    if grid[0] >= 2**31:
-        raise ValueError(f"{grid[0]} tiles exceed one launch; use a larger block_t")
+    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                      _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
     if x.numel() > 0:
-        _anti_alias_activation_backward_kernel[grid](
+        _anti_alias_activation_backward_kernel[(B * C * n_tiles,)](
             grad_y, x, out, partial_alpha, partial_beta,
             alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
             T, C, n_tiles,
@@ -608,3 +664,126 @@ def anti_alias_activation_backward(
     grad_alpha = partial_alpha.double().sum(dim=(0, 2)).to(alpha.dtype) if needs_alpha_grad else None
     grad_beta = partial_beta.double().sum(dim=(0, 2)).to(beta.dtype) if needs_beta_grad else None
     return out, grad_alpha, grad_beta
+
+
+# --- lean inference launch ----------------------------------------------------------------------
+
+
+def prepared_forward(
+    dtype: torch.dtype,
+    has_beta: bool,
+    alpha_logscale: bool,
+    device: torch.device | str,
+    *,
+    param_dtype: torch.dtype = torch.float32,
+    block_t: int | None = None,
+    num_warps: int | None = None,
+    use_gather: bool | None = None,
+):
+    """A forward launcher for a fixed configuration with little Python per call, for inference.
+
+    ``anti_alias_activation_forward`` checks its arguments and lets Triton bind them and compute the
+    specialisation key on every call. Here the kernel is compiled once per tile length and
+    alignment class (at the first call that needs it) and then launched directly through Triton's
+    compiled-kernel runner: per call only the tile count, the alignment class and a few identity
+    checks are computed. Under the Triton interpreter (CPU) it is the ordinary launcher.
+
+    Args:
+        dtype: x's dtype (float32, float16 or bfloat16); out has the same.
+        has_beta: SnakeBeta (the launcher takes beta) or Snake (beta is None).
+        alpha_logscale: as in the forward.
+        device: the CUDA device every call's tensors are on (and the current device at the call).
+        param_dtype: alpha's (and beta's) dtype.
+        block_t, num_warps, use_gather: as in the forward; block_t None picks it from each call's T.
+
+    Returns:
+        ``launch(x, out, alpha, beta, up, down) -> out``: x contiguous (B, C, T) of ``dtype``; out a
+        contiguous tensor like x; alpha, beta (None for Snake) contiguous (C,) of ``param_dtype``;
+        up, down contiguous float32 12-tap filters, all on ``device``. Shapes and devices of the
+        parameters are the caller's promise (prepare them once); what is checked per call is what
+        would otherwise write out of bounds or read the wrong dtype.
+    """
+    device = torch.device(device)
+    use_gather = USE_GATHER if use_gather is None else bool(use_gather)
+    if block_t is not None:
+        block_t, num_warps = _launch_config(block_t, block_t, num_warps, use_gather, _FORWARD_SAMPLES_PER_THREAD)
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    if not param_dtype.is_floating_point:
+        raise TypeError(f"param_dtype must be a float dtype, got {param_dtype}")
+    if _interpreted() or device.type != "cuda":
+        def launch(x, out, alpha, beta, up, down):
+            return anti_alias_activation_forward(x, alpha, beta, up, down, alpha_logscale, out=out,
+                                                 block_t=block_t, num_warps=num_warps, use_gather=use_gather)
+        return launch
+    return _PreparedForward(dtype, bool(has_beta), bool(alpha_logscale), device, param_dtype,
+                            block_t, num_warps, use_gather)
+
+
+class _PreparedForward:
+    """See :func:`prepared_forward`. Compiled kernels are keyed by (block_t, aligned): aligned means
+    T % 16 == 0 and 16-byte aligned x and out, which Triton's specialisation would also see and
+    which lets it emit wide loads and stores; the other class is compiled without those facts.
+    Parameters are compiled as unaligned pointers (they are read once per program)."""
+
+    def __init__(self, dtype, has_beta, alpha_logscale, device, param_dtype, block_t, num_warps, use_gather):
+        self.dtype = dtype
+        self.has_beta = has_beta
+        self.alpha_logscale = alpha_logscale
+        self.device = device
+        self.device_index = device.index if device.index is not None else torch.cuda.current_device()
+        self.param_dtype = param_dtype
+        self.block_t = block_t
+        self.num_warps = num_warps
+        self.use_gather = use_gather
+        self._compiled = {}
+        self._current_stream = triton.runtime.driver.active.get_current_stream
+
+    def _compile(self, block_t: int, aligned: bool):
+        _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather, _FORWARD_SAMPLES_PER_THREAD)
+        # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
+        # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
+        # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
+        with torch.cuda.device(self.device_index):
+            data = torch.empty(130, dtype=self.dtype, device=self.device)
+            params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
+            taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
+            x, out = (data[:64], data[64:128]) if aligned else (data[1:65], data[65:129])
+            compiled = _anti_alias_activation_forward_kernel.warmup(
+                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
+                HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
+                USE_GATHER=self.use_gather, num_warps=num_warps, grid=(1,))
+        self._compiled[block_t, aligned] = compiled
+        return compiled
+
+    def __call__(self, x, out, alpha, beta, up, down):
+        if not (x.dtype is self.dtype and out.dtype is self.dtype and out.shape == x.shape
+                and x.is_contiguous() and out.is_contiguous()):
+            raise ValueError(f"x and out must be contiguous {self.dtype} tensors of one shape, "
+                             f"got {x.dtype} {tuple(x.shape)} and {out.dtype} {tuple(out.shape)}")
+        if (beta is not None) != self.has_beta or alpha.dtype is not self.param_dtype:
+            raise ValueError(f"prepared for {'SnakeBeta' if self.has_beta else 'Snake'} with {self.param_dtype} "
+                             f"parameters, got beta {'given' if beta is not None else 'None'}, alpha {alpha.dtype}")
+        if torch.cuda.current_device() != self.device_index:
+            raise RuntimeError(f"the launcher was prepared for cuda:{self.device_index}, but the current "
+                               f"device is cuda:{torch.cuda.current_device()}")
+        B, C, T = x.shape
+        if x.numel() == 0 or T >= 2**31:
+            # Nothing to launch, or 64-bit lengths the stand-ins do not specialise for.
+            return anti_alias_activation_forward(x, alpha, beta, up, down, self.alpha_logscale, out=out,
+                                                 block_t=self.block_t, num_warps=self.num_warps,
+                                                 use_gather=self.use_gather)
+        block_t = self.block_t
+        if block_t is None:
+            largest = _MAX_BLOCK_T if self.use_gather else _MAX_BLOCK_T_RECOMPUTE
+            block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+        aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
+        compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
+        n_tiles = -(-T // block_t)
+        if B * C * n_tiles >= 2**31:
+            raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
+        compiled[(B * C * n_tiles, 1, 1)](
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather,
+            stream=self._current_stream(self.device_index))
+        return out

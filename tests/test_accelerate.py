@@ -39,17 +39,29 @@ def fused_config():
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """Counts the Triton kernel's launches (proof that the fused path ran, not a fallback)."""
+    """Counts the Triton kernel's launches (proof that the fused path ran, not a fallback): through
+    the launcher the op calls, and through the prepared launchers of the modules' inference path."""
     import bigvgan_fast.kernels as kernels
 
     calls = []
     launch = kernels.anti_alias_activation_forward
+    prepare = kernels.prepared_forward
 
     def counted(*args, **kwargs):
         calls.append(args[0].shape)
         return launch(*args, **kwargs)
 
+    def counted_prepared(*args, **kwargs):
+        prepared = prepare(*args, **kwargs)
+
+        def counted_launch(x, *rest):
+            calls.append(x.shape)
+            return prepared(x, *rest)
+
+        return counted_launch
+
     monkeypatch.setattr(kernels, "anti_alias_activation_forward", counted)
+    monkeypatch.setattr(kernels, "prepared_forward", counted_prepared)
     return calls
 
 

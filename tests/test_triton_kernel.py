@@ -1,6 +1,6 @@
 """The Triton kernels of the anti-aliased activation, called directly (not through dispatch).
 
-Forward: every output sample, borders included, against the float64 evaluation of SPEC.md
+Forward: every output sample, borders included, against the float64 evaluation of docs/definition.md
 (``definition``): float32 within 2e-5 absolute and relative L2 <= 1e-6; float16 / bfloat16 at most
 one unit in the last place of the correctly rounded result on the same rounded input. Backward:
 against torch.autograd through the reference path in float64. Outputs are NaN-poisoned first.
@@ -13,18 +13,17 @@ edges are exercised. Tests marked ``gpu`` run model shapes and a row longer than
 import json
 import os
 
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    # Must be set before triton / bigvgan_fast.kernels are imported (conftest.py does it too).
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton", reason="triton is not installed")
 
-from bigvgan_fast.activation import anti_alias_activation_ref, default_filter  # noqa: E402
-from bigvgan_fast.kernels import anti_alias_activation_backward, anti_alias_activation_forward  # noqa: E402
+from bigvgan_fast.anti_alias.reference import anti_alias_activation_ref, default_filter  # noqa: E402
+from bigvgan_fast.kernels import (  # noqa: E402
+    anti_alias_activation_backward,
+    anti_alias_activation_forward,
+    prepared_forward,
+)
 from definition import assert_close_to_definition, definition, describe_mismatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,7 +63,7 @@ def forward(x, alpha, beta, alpha_logscale, **kwargs):
 
 
 def assert_matches_definition(y, x, alpha, beta, alpha_logscale):
-    """SPEC.md's standard for y = kernel(x): float32 2e-5 / rel-L2 1e-6, half types 1 ulp."""
+    """docs/definition.md's standard for y = kernel(x): float32 2e-5 / rel-L2 1e-6, half types 1 ulp."""
     assert y.shape == x.shape and y.dtype == x.dtype
     assert_close_to_definition(y, definition(x, alpha, beta, alpha_logscale))
 
@@ -153,8 +152,8 @@ def test_forward_goldens():
 
 
 def test_forward_non_contiguous_through_fused_op():
-    """ops.fused makes the input contiguous once; the launcher refuses strided input."""
-    from bigvgan_fast import ops
+    """The public op makes the input contiguous once; the launcher refuses strided input."""
+    from bigvgan_fast.anti_alias import op as ops
 
     gen = torch.Generator().manual_seed(6)
     base = make_input((2, 45, 4), torch.float32, gen)
@@ -162,7 +161,7 @@ def test_forward_non_contiguous_through_fused_op():
     assert not x.is_contiguous()
     alpha, beta = make_params(3, True, True, gen)
     f = taps()
-    y = ops.fused("triton", x, alpha, beta, f, f, True)
+    y = ops.run("triton", x, alpha, beta, f, f, True)
     assert_matches_definition(y, x, alpha, beta, True)
     with pytest.raises(ValueError, match="contiguous"):
         anti_alias_activation_forward(x, alpha, beta, f, f, True)
@@ -280,6 +279,106 @@ def test_backward_parameter_grads_are_deterministic():
         assert torch.equal(a, b)
 
 
+# --- non-finite input ---------------------------------------------------------------------------
+
+# T = 70 in 16-sample tiles: tiles 1-3 are interior (unclamped), tiles 0 and 4 clamp. One
+# non-finite sample per channel, at the row's ends, on and beside tile edges, inside tiles.
+NONFINITE_T = 70
+NONFINITE_POSITIONS = [0, 1, 5, 15, 16, 17, 31, 32, 40, 47, 48, 63, 64, 69]
+NONFINITE_VALUES = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+# (block_t, use_gather): many tiles both ways; one tile (clamped throughout) both ways.
+NONFINITE_LAUNCHES = [(16, True), (16, False), (None, True), (None, False)]
+
+
+def input_with_nonfinite(value, gen):
+    x = make_input((1, len(NONFINITE_POSITIONS), NONFINITE_T), torch.float32, gen)
+    for channel, position in enumerate(NONFINITE_POSITIONS):
+        x[0, channel, position] = NONFINITE_VALUES[value]
+    return x
+
+
+def assert_same_nonfinite(actual, expected, tol):
+    """NaN and Inf exactly where ``expected`` has them, values within ``tol`` everywhere else."""
+    actual = actual.detach().double().cpu()
+    expected = expected.detach().double().cpu()
+    assert expected.isnan().any(dim=-1).all(), "the check is vacuous: some row of the expectation has no NaN"
+    assert torch.equal(actual.isnan(), expected.isnan()), (
+        f"NaN at {(actual.isnan() != expected.isnan()).nonzero().tolist()[:8]} differs from the expectation"
+    )
+    assert torch.equal(actual.isinf(), expected.isinf())
+    finite = expected.isfinite()
+    assert (actual[finite] - expected[finite]).abs().max() <= tol, describe_mismatch(
+        actual[finite], expected[finite], tol
+    )
+
+
+@pytest.mark.parametrize("block_t,use_gather", NONFINITE_LAUNCHES, ids=lambda v: str(v))
+@pytest.mark.parametrize("value", list(NONFINITE_VALUES))
+def test_forward_nonfinite_reaches_what_the_definition_reaches(value, block_t, use_gather):
+    """A NaN or Inf in x[j] makes y[j-5 .. j+5] NaN (clamped to the row), as in the definition."""
+    gen = torch.Generator().manual_seed(15)
+    x = input_with_nonfinite(value, gen)
+    alpha, beta = make_params(x.shape[1], True, True, gen)
+    y = forward(x, alpha, beta, True, block_t=block_t, use_gather=use_gather)
+    expected = definition(x, alpha, beta, True)
+    assert int(expected[0, 8].isnan().sum()) == 11  # x[40]: y[35 .. 45]
+    assert_same_nonfinite(y, expected, 2e-5)
+
+
+@pytest.mark.parametrize("block_t,use_gather", NONFINITE_LAUNCHES, ids=lambda v: str(v))
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_backward_nonfinite_reaches_what_autograd_reaches(value, block_t, use_gather):
+    """grad_x is NaN exactly where float64 autograd of the reference path makes it NaN."""
+    gen = torch.Generator().manual_seed(16)
+    x = input_with_nonfinite(value, gen)
+    alpha, beta = make_params(x.shape[1], True, True, gen)
+    grad_y = torch.randn(x.shape, generator=gen).to(DEVICE)
+    grad_x, grad_alpha, grad_beta = backward(grad_y, x, alpha, beta, True, block_t=block_t, use_gather=use_gather)
+    ref_x, ref_alpha, ref_beta = reference_grads(grad_y, x, alpha, beta, True)
+    assert_same_nonfinite(grad_x, ref_x, 2e-5 * max(1.0, float(ref_x.nan_to_num(0.0).abs().max())))
+    # Every channel holds a non-finite sample, so every parameter gradient is NaN, as in autograd.
+    assert grad_alpha.isnan().all() and ref_alpha.isnan().all()
+    assert grad_beta.isnan().all() and ref_beta.isnan().all()
+
+
+# --- lean inference launch -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
+    """One prepared launcher over several lengths (tile lengths, aligned and unaligned T): bitwise
+    the ordinary launcher's output. On the CPU it is the ordinary launcher under the interpreter."""
+    gen = torch.Generator().manual_seed(19)
+    alpha, beta = make_params(3, snake_beta, True, gen)
+    f = taps()
+    launch = prepared_forward(dtype, snake_beta, True, DEVICE)
+    for T in (1, 13, 16, 48, 70):
+        x = make_input((2, 3, T), dtype, gen)
+        out = poisoned_like(x)
+        assert launch(x, out, alpha, beta, f, f) is out
+        expected = forward(x, alpha, beta, True)
+        assert torch.equal(out, expected), f"T={T}: " + describe_mismatch(out, expected, 0)
+
+
+def test_prepared_forward_fixed_tile_length():
+    gen = torch.Generator().manual_seed(20)
+    x = make_input((1, 2, 45), torch.float32, gen)
+    alpha, beta = make_params(2, True, False, gen)
+    f = taps()
+    launch = prepared_forward(torch.float32, True, False, DEVICE, block_t=16, use_gather=False)
+    out = launch(x, poisoned_like(x), alpha, beta, f, f)
+    assert torch.equal(out, forward(x, alpha, beta, False, block_t=16, use_gather=False))
+    assert_matches_definition(out, x, alpha, beta, False)
+
+
+def test_prepared_forward_refuses_what_it_cannot_launch():
+    with pytest.raises(TypeError, match="dtype"):
+        prepared_forward(torch.float64, True, True, DEVICE)
+    with pytest.raises(ValueError, match="block_t"):
+        prepared_forward(torch.float32, True, True, DEVICE, block_t=24)
+
+
 # --- GPU --------------------------------------------------------------------------------------
 
 # (C, T) of every activation of bigvgan_v2_22khz_80band_256x at 256 mel frames.
@@ -321,7 +420,8 @@ def test_gpu_backward(snake_beta):
         assert_grads_close(first, expected, alpha, beta)
         second = backward(grad_y, x, alpha, beta, True, use_gather=use_gather)
         for a, b in zip(first, second):
-            assert torch.equal(a, b)
+            # Snake's grad_beta is None on both calls (the op's contract); the rest is bitwise equal.
+            assert b is None if a is None else torch.equal(a, b)
 
 
 @pytest.mark.gpu
@@ -344,3 +444,25 @@ def test_gpu_row_longer_than_int32():
         got = y[..., keep_start:keep_stop].cpu()
         assert not got.isnan().any(), f"unwritten samples in [{keep_start}, {keep_stop})"
         assert_close_to_definition(got, expected)
+
+
+@pytest.mark.gpu
+def test_gpu_prepared_forward_alignment_classes_and_errors():
+    """The directly launched kernels: unaligned views and T % 16 != 0 take the kernel compiled
+    without those facts; equal outputs bitwise; wrong dtype or a Snake/SnakeBeta mix-up raises."""
+    gen = torch.Generator().manual_seed(21)
+    alpha, beta = make_params(4, True, True, gen)
+    f = taps()
+    launch = prepared_forward(torch.bfloat16, True, True, DEVICE)
+    for T, offset in ((1024, 0), (1024, 1), (1000, 0), (4099, 3), (1, 0)):
+        base = make_input((4 * T + offset,), torch.bfloat16, gen)
+        x = base[offset:].view(1, 4, T)
+        out = torch.full((4 * T + offset,), float("nan"), dtype=torch.bfloat16, device=DEVICE)[offset:].view(1, 4, T)
+        launch(x, out, alpha, beta, f, f)
+        expected = forward(x.contiguous(), alpha, beta, True)
+        assert torch.equal(out, expected), f"T={T}, offset {offset}: " + describe_mismatch(out, expected, 0)
+    assert len(launch._compiled) <= 4  # (block_t, aligned) pairs, reused across calls
+    with pytest.raises(ValueError, match="contiguous"):
+        launch(x.float(), out.float(), alpha, beta, f, f)
+    with pytest.raises(ValueError, match="SnakeBeta"):
+        launch(x, out, alpha, None, f, f)

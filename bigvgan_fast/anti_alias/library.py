@@ -173,14 +173,22 @@ def fused_op(name: str):
     raise ValueError(f"{name!r} is not a fused backend")
 
 
-def inference_launcher(name: str, device: torch.device, dtype: torch.dtype):
-    """The leanest call of fused backend ``name`` for inference (no autograd), same arguments as the
-    op. cuda: the C++ op itself (under ``torch.inference_mode`` the dispatcher goes straight to its
-    CUDA kernel). triton: the launcher without the custom op's Python dispatch."""
-    if name == "cuda":
-        return cuda_op()
-    if name == "triton":
-        from bigvgan_fast.kernels import anti_alias_activation_forward
+def inference_launcher(name: str, device: torch.device, dtype: torch.dtype, has_beta: bool, alpha_logscale: bool,
+                       param_dtype: torch.dtype):
+    """The leanest call of fused backend ``name`` for inference (no autograd):
+    ``run(x, alpha, beta, upsample_filter, downsample_filter) -> y`` for contiguous inputs of the
+    given dtypes on ``device`` (the caller prepares them so once).
 
-        return anti_alias_activation_forward
+    cuda: the C++ op itself (under ``torch.inference_mode`` the dispatcher goes straight to its CUDA
+    kernel). triton: ``bigvgan_fast.kernels.prepared_forward``, a launch of the kernel compiled once
+    for this configuration, without the custom op's Python dispatch or Triton's per-call binding.
+    """
+    if name == "cuda":
+        op = cuda_op()
+        return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale)
+    if name == "triton":
+        from bigvgan_fast import kernels
+
+        launch = kernels.prepared_forward(dtype, has_beta, alpha_logscale, device, param_dtype=param_dtype)
+        return lambda x, alpha, beta, up, down: launch(x, torch.empty_like(x), alpha, beta, up, down)
     raise ValueError(f"{name!r} is not a fused backend")

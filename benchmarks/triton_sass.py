@@ -1,0 +1,192 @@
+"""Instruction counts of the Triton kernels compiled for a GPU, without one (Triton emits the cubin).
+
+For each kernel variant this compiles the forward (and the backward) for sm_90, disassembles the
+cubin with ``cuobjdump -sass`` and prints the registers and the instructions per output sample:
+FP32-pipe operations (FFMA, FMUL, FADD, ...), MUFU operations (the special-function unit), and all
+instructions, counted on the interior-tile path (the branch every tile but the first and last of a
+row takes): one thread's count times the threads of a program, over BLOCK_T.
+
+    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
+
+Counts are of the interior tile's straight-line path with every sine on its fast path (see
+``interior_path``): these kernels have no loops but the sine's rare slow path, which is left out.
+Needs Triton's bundled ptxas and ``cuobjdump`` (CUDA toolkit) on PATH; no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+os.environ.pop("TRITON_INTERPRET", None)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import triton  # noqa: E402
+
+from bigvgan_fast.kernels import anti_alias_activation as kernel_module  # noqa: E402
+
+FP32_PIPE = {"FFMA", "FMUL", "FADD", "FMNMX", "FSEL", "FSETP", "FSET", "FCHK", "FSWZADD"}
+MUFU = {"MUFU"}
+MEMORY = {"LDG", "STG", "LDS", "STS", "LDSM", "SHFL", "BAR"}
+DTYPES = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16"}
+INSTRUCTION = re.compile(r"\s*/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)([.\w]*)\s*([^;]*);")
+
+
+def compile_kernel(kernel, signature, constexprs, num_warps):
+    """As the launcher specialises it at the model shapes: 16-byte aligned pointers, T % 16 == 0."""
+    aligned = [name for name, kind in signature.items() if kind.startswith("*") or name == "T"]
+    attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name in aligned}
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    target = triton.backends.compiler.GPUTarget("cuda", 90, 32)
+    return triton.compile(source, target=target, options={"num_warps": num_warps})
+
+
+def cuobjdump() -> str:
+    """Triton's bundled cuobjdump (it ships one beside its ptxas), else the CUDA toolkit's."""
+    bundled = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    found = bundled if os.path.exists(bundled) else shutil.which("cuobjdump")
+    if found is None:
+        sys.exit("cuobjdump not found (neither in Triton's backends/nvidia/bin nor on PATH)")
+    return found
+
+
+def disassemble(compiled, flag: str) -> str:
+    """``cuobjdump flag`` of the compiled cubin: -sass (the code) or -res-usage (registers, stack)."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(compiled.asm["cubin"])
+        path = f.name
+    try:
+        return subprocess.run([cuobjdump(), flag, path], check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(path)
+
+
+def resources(compiled) -> dict:
+    usage = disassemble(compiled, "-res-usage")
+    return {key.lower(): int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
+
+
+def instructions(sass: str) -> list[tuple[int, bool, str, str]]:
+    """(address, predicated, opcode, operands) of every instruction."""
+    found = []
+    for line in sass.splitlines():
+        match = INSTRUCTION.match(line)
+        if match:
+            found.append((int(match.group(1), 16), bool(match.group(2)), match.group(3), match.group(5)))
+    return found
+
+
+def branch_target(operands: str) -> int | None:
+    match = re.match(r"\s*(?:`\()?(?:\.L_x_\d+\)?)?\s*(0x[0-9a-f]+)", operands)
+    return int(match.group(1), 16) if match else None
+
+
+def interior_path(code):
+    """The instructions an interior tile executes when every sine takes its fast path.
+
+    A walk from the entry: the kernel's first conditional forward branch is the interior / border
+    split (fall-through: the interior branch, whose loads need no index clamps), and every later
+    conditional forward branch skips a rarely taken path (a sine's huge-argument path, or the
+    block's uniform branch to the precise sine), so the walk takes it. Unconditional branches are
+    followed; a predicated EXIT is passed (it ends only the lanes past the row).
+    """
+    at = {address: i for i, (address, *_rest) in enumerate(code)}
+    path = []
+    i = 0
+    split_seen = False
+    while i < len(code) and len(path) <= len(code):
+        address, predicated, op, operands = code[i]
+        path.append(code[i])
+        if op == "EXIT" and not predicated:
+            break
+        target = branch_target(operands) if op == "BRA" else None
+        if target is not None and target in at:
+            if not predicated:
+                i = at[target]
+                continue
+            if target > address:
+                if split_seen:
+                    i = at[target]
+                    continue
+                split_seen = True
+        i += 1
+    assert split_seen and path[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
+    return path
+
+
+def summary(compiled, block_t: int, num_warps: int) -> dict:
+    path = interior_path(instructions(disassemble(compiled, "-sass")))
+    per_output = 32 * num_warps / block_t  # each thread's instructions serve block_t / threads outputs
+    counts = collections.Counter(op for _, _, op, _ in path)
+
+    def share(ops):
+        return round(sum(n for op, n in counts.items() if op in ops) * per_output, 2)
+
+    return {
+        **resources(compiled),
+        "fp32_pipe_per_output": share(FP32_PIPE),
+        "mufu_per_output": share(MUFU),
+        "memory_per_output": share(MEMORY),
+        "all_per_output": round(len(path) * per_output, 2),
+        "opcodes_per_output": {op: round(n * per_output, 2) for op, n in counts.most_common()},
+    }
+
+
+def load_module(path: str):
+    spec = importlib.util.spec_from_file_location("kernel_under_count", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--block-t", type=int, default=1024)
+    parser.add_argument("--num-warps", type=int, help="default: each launcher's own choice")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--kernel-file", help="a kernel module to count instead of the package's, e.g. an "
+                        "older revision: git show REV:kernels/anti_alias_activation.py > old.py")
+    args = parser.parse_args()
+    module = kernel_module if args.kernel_file is None else load_module(args.kernel_file)
+    ptr = DTYPES[args.dtype]
+    common = {"HAS_BETA": True, "ALPHA_LOGSCALE": True, "BLOCK_T": args.block_t, "USE_GATHER": True}
+    forward_sig = {"x_ptr": ptr, "y_ptr": ptr, "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
+                   "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
+    forward_sig.update({name: "constexpr" for name in common})
+    results = {}
+    warps = {}
+    for name, samples in (("forward", getattr(module, "_FORWARD_SAMPLES_PER_THREAD", 4)),
+                          ("backward", getattr(module, "_BACKWARD_SAMPLES_PER_THREAD", 4))):
+        warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
+    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, common, warps["forward"])
+    results["forward"] = summary(forward, args.block_t, warps["forward"])
+    backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
+                    "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
+                    "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
+    backward_constexprs = {**common, "PARAM_GRADS": True}
+    backward_sig.update({name: "constexpr" for name in backward_constexprs})
+    backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
+                              warps["backward"])
+    results["backward"] = summary(backward, args.block_t, warps["backward"])
+    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}")
+    for name, r in results.items():
+        print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
+              f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "
+              f"{r['memory_per_output']} memory/shuffle/barrier, {r['all_per_output']} instructions in all")
+        print("   ", ", ".join(f"{op} {n}" for op, n in list(r["opcodes_per_output"].items())[:16]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
