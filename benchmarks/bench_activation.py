@@ -1,9 +1,12 @@
 """Anti-aliased activation benchmark at the 22 kHz model's shapes, every dtype and backend.
 
-Forward (default): median time (triton.testing.do_bench, CUDA events), achieved GB/s counting one
-read of x and one write of y, and its fraction of a device-to-device copy measured in the same run;
-the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the same run
-when importable, with our speed-up over it.
+Forward (default): median time (``bigvgan_fast.timing.kernel_ms``: CUDA events), achieved GB/s
+counting one read of x and one write of y, its fraction of a device-to-device copy measured in the
+same run, the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the
+same run when importable with our speed-up over it, and each fused kernel's roofline: the larger of
+its memory time (bytes / the copy rate of this run) and its arithmetic time (outputs x the FP32-pipe
+operations per output of its compiled code, :data:`FP32_OPS_PER_OUTPUT`, / the card's FP32 issue
+rate), so each kernel's distance from its own limit shows.
 
 ``--backward``: forward+backward time and peak memory per backend at the same shapes, and one
 training step of the 22 kHz generator at the official training shape (batch 4 x 256 frames),
@@ -30,6 +33,23 @@ from bigvgan_fast.anti_alias.policy import problem
 from bigvgan_fast.timing import kernel_ms
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# FP32-pipe operations (FFMA, FMUL, FADD, FMNMX, ...) per output sample of each kernel's common path
+# for sm_90, counted in its compiled SASS without a GPU on 2026-11-29 (benchmarks/cuda_sass.py,
+# benchmarks/triton_sass.py; RESULTS.md). The special-function unit's sines run beside them.
+FP32_OPS_PER_OUTPUT = {"cuda": 39.9, "triton": 57.75}
+FP32_LANES_PER_SM = 128  # Hopper, Ada, Ampere GA10x: 128 FP32 lanes per SM per clock
+
+
+def fp32_ops_per_second(clock_ghz: float | None) -> tuple[float, str]:
+    """(FP32 operations issued per second on this card, how it was found)."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    clock = clock_ghz
+    source = "--clock-ghz"
+    if clock is None and getattr(props, "clock_rate", 0):
+        clock, source = props.clock_rate / 1e6, "device properties"
+    if clock is None:
+        clock, source = 1.98, "assumed 1.98 GHz (H100/H200 SXM boost): pass --clock-ghz"
+    return props.multi_processor_count * FP32_LANES_PER_SM * clock * 1e9, f"{props.multi_processor_count} SMs x {FP32_LANES_PER_SM} lanes x {clock:.2f} GHz ({source})"
 
 
 def model_shapes(config_name: str, frames: int) -> list[tuple[int, int]]:
@@ -100,6 +120,8 @@ def checkpoint_json(args, partial: dict) -> None:
 
 def bench_forward(args) -> dict:
     official = official_kernel() if args.official else None
+    fp32_rate, rate_source = fp32_ops_per_second(args.clock_ghz)
+    print(f"FP32 issue rate {fp32_rate / 1e12:.1f} T/s: {rate_source}", file=sys.stderr)
     f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
     rows = []
     for dtype_name in args.dtypes:
@@ -127,18 +149,37 @@ def bench_forward(args) -> dict:
                 for name, fn in providers.items():
                     if name.removesuffix("_op") in ("triton", "cuda") and problem(name.removesuffix("_op"), "cuda", dtype, False) is not None:
                         continue
-                    ms = kernel_ms(fn, rep_ms=args.rep_ms)
+                    # The bare ops and the official kernel are timed replayed from a CUDA graph: the
+                    # kernels' own time (at 256 frames do_bench's events mostly time the host's
+                    # launch); the public function with do_bench, host cost included.
+                    graphed = name.endswith("_op") or name == "official"
+                    try:
+                        ms = kernel_ms(fn, rep_ms=args.rep_ms, cuda_graph=graphed)
+                    except Exception as err:  # a capture that fails is reported, and timed without a graph
+                        print(f"{name}: CUDA-graph timing failed ({type(err).__name__}: {err}); timed with do_bench", file=sys.stderr)
+                        graphed, ms = False, kernel_ms(fn, rep_ms=args.rep_ms)
+                    row[f"{name}_timing"] = "do_bench_cudagraph" if graphed else "do_bench"
                     row[f"{name}_ms"] = ms
                     row[f"{name}_gbps"] = nbytes / ms / 1e6
                     row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
+                    kernel = name.removesuffix("_op")
+                    if kernel in FP32_OPS_PER_OUTPUT:
+                        memory_ms = nbytes / (copy * 1e6)
+                        arithmetic_ms = x.numel() * FP32_OPS_PER_OUTPUT[kernel] / fp32_rate * 1e3
+                        row[f"{name}_roofline_ms"] = max(memory_ms, arithmetic_ms)
+                        row[f"{name}_roofline_bound"] = "memory" if memory_ms >= arithmetic_ms else "arithmetic"
                 rows.append(row)
                 checkpoint_json(args, {"rows": rows})
-    return {"rows": rows}
+    return {"rows": rows, "fp32_ops_per_second": fp32_rate, "fp32_rate_source": rate_source,
+            "fp32_ops_per_output": FP32_OPS_PER_OUTPUT}
 
 
 def print_forward(result: dict, backends: list[str]) -> None:
     names = [b for b in backends + [b + "_op" for b in backends] + ["official"] if any(f"{b}_ms" in r for r in result["rows"])]
-    head = f"{'dtype':<9}{'frames':>7}{'C x L':>15}" + "".join(f"{n + ' ms':>13}{'%copy':>7}" for n in names)
+    head = f"{'dtype':<9}{'frames':>7}{'C x L':>15}" + "".join(
+        f"{n + ' ms':>13}{'%copy':>7}" + (f"{'roofline':>10}{'x roof':>7}" if n.removesuffix('_op') in FP32_OPS_PER_OUTPUT else "")
+        for n in names
+    )
     if "official" in names:
         head += "".join(f"{'x official (' + n + ')':>22}" for n in names if n != "official")
     print(head)
@@ -146,6 +187,9 @@ def print_forward(result: dict, backends: list[str]) -> None:
         line = f"{r['dtype']:<9}{r['frames']:>7}{str(r['C']) + ' x ' + str(r['L']):>15}"
         for n in names:
             line += f"{r.get(n + '_ms', math.nan):>13.4f}{100 * r.get(n + '_copy_fraction', math.nan):>6.0f}%"
+            if n.removesuffix("_op") in FP32_OPS_PER_OUTPUT:
+                roof = r.get(n + "_roofline_ms", math.nan)
+                line += f"{roof:>10.4f}{r.get(n + '_ms', math.nan) / roof:>7.2f}"
         if "official" in names:
             line += "".join(f"{r.get('official_ms', math.nan) / r.get(n + '_ms', math.nan):>22.2f}" for n in names if n != "official")
         print(line)
@@ -216,6 +260,7 @@ def main() -> int:
     parser.add_argument("--no-official", dest="official", action="store_false")
     parser.add_argument("--backward", action="store_true")
     parser.add_argument("--rep-ms", type=int, default=200, help="do_bench repetition time per measurement (ms)")
+    parser.add_argument("--clock-ghz", type=float, default=None, help="SM clock for the arithmetic roofline (default: the device's)")
     parser.add_argument("--out", default=None, help="write JSON here")
     args = parser.parse_args()
     if not torch.cuda.is_available():

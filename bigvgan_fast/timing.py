@@ -3,7 +3,9 @@
 - :func:`measure`: repeated calls of a whole step (a generator forward, a synthesis), each timed with
   CUDA events on the current stream on a GPU, ``time.perf_counter`` on a CPU; min / median / max.
 - :func:`kernel_ms`: the median of a short GPU op, by ``triton.testing.do_bench`` (CUDA events,
-  L2 flushed between runs, repetitions sized by time).
+  L2 flushed between runs, repetitions sized by time), or with ``cuda_graph=True`` by
+  ``do_bench_cudagraph``, which replays the op from a CUDA graph: the kernel's own time, without
+  the host's launch cost (which at small shapes is most of what ``do_bench`` sees).
 - :func:`host_us`: host time per call of a cheap op, timed over many calls with ``perf_counter``;
   on a GPU the queue absorbs the launches, so with tiny tensors this is the Python and dispatcher
   cost that decides speed at small sizes.
@@ -82,10 +84,12 @@ def measure(
     return Timing(runs)
 
 
-def kernel_ms(fn: Callable[[], object], rep_ms: int = 100, warmup_ms: int = 25, grad_to_none=None) -> float:
-    """Median milliseconds of a GPU op (``triton.testing.do_bench``)."""
-    from triton.testing import do_bench
+def kernel_ms(fn: Callable[[], object], rep_ms: int = 100, warmup_ms: int = 25, grad_to_none=None, cuda_graph: bool = False) -> float:
+    """Median milliseconds of a GPU op (``triton.testing.do_bench``, or ``do_bench_cudagraph``)."""
+    from triton.testing import do_bench, do_bench_cudagraph
 
+    if cuda_graph:
+        return do_bench_cudagraph(fn, rep=rep_ms, grad_to_none=grad_to_none, return_mode="median")
     return do_bench(fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=grad_to_none, return_mode="median")
 
 
