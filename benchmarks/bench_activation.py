@@ -26,9 +26,8 @@ import torch
 
 import bigvgan_fast
 from bigvgan_fast import anti_alias_activation, load_config
+from bigvgan_fast.config import DTYPES
 from bigvgan_fast.dispatch import problem
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def model_shapes(config_name: str, frames: int) -> list[tuple[int, int]]:

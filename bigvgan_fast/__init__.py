@@ -9,9 +9,10 @@ from . import ops  # noqa: F401  (registers the fused ops with torch.library, at
 from .accelerate import accelerate
 from .activation import anti_alias_activation, anti_alias_activation_ref, kaiser_sinc_filter1d
 from .dispatch import BackendUnavailableError, backends
-from .checkpoint import CheckpointError, DownloadError, convert, download
+from .checkpoint import CheckpointError, DownloadError, download
 from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError, available_configs, load_config
 from .generator import BigVGAN
+from .convert import convert
 from .mel import mel_spectrogram
 from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
 from .streaming import receptive_field_frames, stream, synthesize
