@@ -15,8 +15,10 @@ import torch
 
 from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, DTYPES, available_configs, load_config
 
-# Progress lines start once a run has taken this long: short runs stay quiet.
+# Progress lines start once a run has taken this long (short runs stay quiet), then come at most
+# every PROGRESS_EVERY_S.
 PROGRESS_AFTER_S = 2.0
+PROGRESS_EVERY_S = 0.5
 
 
 def _progress(message: str, *, end: str = "\n") -> None:
@@ -140,17 +142,17 @@ class _VocodeProgress:
     def _block_done(self, share, *_):
         self.within = min(1.0, self.within + share)
         now = time.perf_counter()
-        if now - self.start >= PROGRESS_AFTER_S and now - self.last_print >= 0.5:
+        if now - self.start >= PROGRESS_AFTER_S and now - self.last_print >= PROGRESS_EVERY_S:
             self._show(now)
 
     def chunk_done(self, done: int, total: int) -> None:
         self.done_frames, self.within = done, 0.0
-        if total > self.chunk:  # a chunked run always shows its chunks, as before
+        if total > self.chunk or self.printed:  # a chunked run always shows its chunks, as before
             self._show(time.perf_counter())
 
     def _show(self, now: float) -> None:
         frames = self.done_frames + min(self.chunk, self.total - self.done_frames) * self.within
-        _progress(f"\r  {frames:.0f}/{self.total} frames ({100 * frames / self.total:.0f}%, {now - self.start:.0f} s)", end="")
+        _progress(f"\r  {int(frames)}/{self.total} frames ({100 * frames / self.total:.0f}%, {now - self.start:.0f} s)", end="")
         self.last_print, self.printed = now, True
 
     def close(self) -> None:

@@ -86,8 +86,6 @@ class BigVGANConfig:
             _check_int(f"resblock_kernel_sizes[{i}]", k, minimum=1)
             if k % 2 == 0:
                 raise ConfigError(f"resblock_kernel_sizes[{i}] must be odd (a 'same' convolution), got {k}")
-            if not dilations:
-                raise ConfigError(f"resblock_dilation_sizes[{i}] must not be empty")
             for j, d in enumerate(dilations):
                 _check_int(f"resblock_dilation_sizes[{i}][{j}]", d, minimum=1)
         # Floor division, as the official generator: 18 channels over 2 stages are 9, then 4.
