@@ -235,6 +235,11 @@ def _mel_file(tmp_path, value):
     return tmp_path / "mel.npy"
 
 
+def _wav_file(tmp_path, samples):
+    write_wav(tmp_path / "short.wav", torch.zeros(samples), 22050)
+    return tmp_path / "short.wav"
+
+
 CLI_CASES = {
     "bench_frames_0": (lambda d, t: ["bench", "--frames", "0"], "argument --frames: expected an integer >= 1, got 0"),
     "bench_batch_0": (lambda d, t: ["bench", "--batch", "0"], "argument --batch: expected an integer >= 1, got 0"),
@@ -248,6 +253,8 @@ CLI_CASES = {
     "output_is_folder": (lambda d, t: ["vocode", _mel_file(t, 0.0), t / "dir.wav", "--model", d], r"output .*dir.wav is a folder"),
     "input_missing": (lambda d, t: ["vocode", t / "nothing.wav", t / "out.wav", "--model", d], r"input .*nothing.wav does not exist"),
     "input_kind": (lambda d, t: ["vocode", d / "config.json", t / "out.wav", "--model", d], r"config.json: must be a .wav, .npy or .pt file"),
+    "bench_json_folder_missing": (lambda d, t: ["bench", "--json", t / "missing" / "b.json"], r"--json .*missing/b.json: the folder .*missing does not exist"),
+    "wav_too_short": (lambda d, t: ["vocode", _wav_file(t, 100), t / "out.wav", "--model", d], r"short.wav: wav must have shape .* more than 384 samples, got shape \(1, 100\)"),
     "device_word": (lambda d, t: ["vocode", _mel_file(t, 0.0), t / "out.wav", "--model", d, "--device", "gpu"], "--device 'gpu' is not a device"),
 }
 
@@ -262,7 +269,8 @@ def test_command_line_refuses_before_loading_and_writes_nothing(capsys, model_di
     assert code == 2
     assert re.search(message, err), err
     assert "Traceback" not in err and "not a readable PyTorch checkpoint" not in err
-    assert sorted(p for p in os.listdir(tmp_path) if p != "mel.npy") == [p for p in before if p != "mel.npy"]
+    inputs = ("mel.npy", "short.wav")
+    assert sorted(p for p in os.listdir(tmp_path) if p not in inputs) == [p for p in before if p not in inputs]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
