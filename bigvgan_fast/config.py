@@ -102,10 +102,10 @@ class BigVGANConfig:
             )
         if self.win_size > self.n_fft:
             raise ConfigError(f"win_size={self.win_size} must not exceed n_fft={self.n_fft}")
-        for name in ("fmin", "fmax"):
-            value = getattr(self, name)
-            if not (value is None and name == "fmax") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{name} must be a number of Hz{' or null' if name == 'fmax' else ''}, got {value!r}")
+        if isinstance(self.fmin, bool) or not isinstance(self.fmin, (int, float)):
+            raise ConfigError(f"fmin must be a number of Hz, got {self.fmin!r}")
+        if self.fmax is not None and (isinstance(self.fmax, bool) or not isinstance(self.fmax, (int, float))):
+            raise ConfigError(f"fmax must be a number of Hz or null, got {self.fmax!r}")
         nyquist = self.sampling_rate / 2
         fmax = nyquist if self.fmax is None else self.fmax
         if not 0 <= self.fmin < fmax <= nyquist:
