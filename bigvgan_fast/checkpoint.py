@@ -4,8 +4,8 @@ Files in a model folder (local, or a Hugging Face repo):
 
 - ``config.json``: the official config.
 - ``bigvgan_generator.pt``: NVIDIA's ``{"generator": state_dict}``, read with ``weights_only=True``.
-- ``generator.safetensors``: written by :func:`bigvgan_fast.convert.convert`: generator only, weight norm folded, the
-  config in the metadata too. Preferred when present.
+- ``generator.safetensors``: written by :func:`bigvgan_fast.convert.convert`: generator only, weight
+  norm folded, the config in the metadata too. Preferred when present.
 """
 
 from __future__ import annotations
