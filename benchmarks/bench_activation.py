@@ -30,9 +30,9 @@ import torch
 import bigvgan_fast
 from bigvgan_fast import anti_alias_activation, load_config
 from bigvgan_fast.anti_alias.policy import problem
+from bigvgan_fast.config import DTYPES
 from bigvgan_fast.timing import kernel_ms
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # FP32-pipe operations (FFMA, FMUL, FADD, FMNMX, ...) per output sample of each kernel's common path
 # for sm_90, counted in its compiled SASS without a GPU on 2026-11-29 (benchmarks/cuda_sass.py,
 # benchmarks/triton_sass.py; RESULTS.md). The special-function unit's sines run beside them.

@@ -23,10 +23,9 @@ import warnings
 import torch
 
 from bigvgan_fast.bench import bench_generator, device_name
-from bigvgan_fast.config import load_config
+from bigvgan_fast.config import DTYPES, load_config
 from bigvgan_fast.timing import measure
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def official_fused(config_name: str, device: torch.device):

@@ -14,9 +14,10 @@ from .anti_alias import (
     backends,
     kaiser_sinc_filter1d,
 )
-from .checkpoint import CheckpointError, DownloadError, convert, download
+from .checkpoint import CheckpointError, DownloadError, download
 from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError, available_configs, load_config
 from .generator import BigVGAN, receptive_field_frames
+from .convert import convert
 from .mel import mel_spectrogram
 from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
 from .streaming import stream, synthesize

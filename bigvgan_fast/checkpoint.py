@@ -1,19 +1,16 @@
-"""Checkpoints: find, read, check, download and convert NVIDIA's BigVGAN generator weights.
+"""Checkpoints: find, read, check and download NVIDIA's BigVGAN generator weights.
 
 Files in a model folder (local, or a Hugging Face repo):
 
 - ``config.json``: the official config.
 - ``bigvgan_generator.pt``: NVIDIA's ``{"generator": state_dict}``, read with ``weights_only=True``.
-- ``generator.safetensors``: written by :func:`convert`: generator only, weight norm folded, the
-  config in the metadata too. Preferred when present.
+- ``generator.safetensors``: written by :func:`bigvgan_fast.convert.convert`: generator only, weight
+  norm folded, the config in the metadata too. Preferred when present.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,7 +21,6 @@ CONFIG_FILE = "config.json"
 PT_FILE = "bigvgan_generator.pt"
 SAFETENSORS_FILE = "generator.safetensors"
 DEFAULT_DIR = os.path.join("checkpoints", "bigvgan")
-SAFETENSORS_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class CheckpointError(ValueError):
@@ -33,20 +29,6 @@ class CheckpointError(ValueError):
 
 class DownloadError(RuntimeError):
     """The weights could not be fetched from the Hugging Face hub."""
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_generator_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -86,7 +68,11 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict, source: str = "<s
         for k in set(expected) & set(state_dict)
         if state_dict[k].shape != expected[k].shape
     )
-    if not (missing or unexpected or misshaped):
+    # load_state_dict would cast these into the float parameters without a word.
+    not_float = sorted(
+        f"{k}: {v.dtype}" for k, v in state_dict.items() if isinstance(v, torch.Tensor) and not v.is_floating_point()
+    )
+    if not (missing or unexpected or misshaped or not_float):
         return
 
     def listing(title, items):
@@ -101,6 +87,7 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict, source: str = "<s
         + listing("missing keys", missing)
         + listing("unexpected keys", unexpected)
         + listing("mis-shaped keys", misshaped)
+        + listing("non-float tensors (weights must be float32, float16 or bfloat16)", not_float)
         + hint
     )
 
@@ -122,14 +109,44 @@ def resolve_checkpoint_files(
             if os.path.isfile(os.path.join(source, name)):
                 return config, os.path.join(source, name)
         raise CheckpointError(f"{source} has neither {SAFETENSORS_FILE} nor {PT_FILE}")
-    if os.path.exists(source) or source.startswith((".", "/")) or source.count("/") != 1:
-        raise CheckpointError(f"{source!r} is neither a model folder nor a Hugging Face repo id (owner/name)")
+    if _looks_like_path(source):
+        raise CheckpointError(
+            f"{source!r} is neither a model folder nor a Hugging Face repo id: the local folder "
+            f"{os.path.abspath(os.path.expanduser(source))} does not exist"
+        )
     kwargs = dict(repo_id=source, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-    config = _hub_download(filename=CONFIG_FILE, **kwargs)
+    try:
+        config = _hub_download(filename=CONFIG_FILE, **kwargs)
+    except DownloadError as err:
+        # "checkpoints/bigvgan" run from another folder also reads as owner/name: say both.
+        raise DownloadError(f"there is no local folder {os.path.abspath(source)}, and as a Hugging Face repo id: {err}") from err
     try:
         return config, _hub_download(filename=SAFETENSORS_FILE, **kwargs)
     except DownloadError:
         return config, _hub_download(filename=PT_FILE, **kwargs)
+
+
+def _looks_like_path(source: str) -> bool:
+    """True unless ``source`` can be a Hub repo id (owner/name) and is not a path here."""
+    if os.path.exists(source) or source.startswith((".", "/", "~")) or source.endswith("/") or "\\" in source:
+        return True
+    parts = source.split("/")
+    # A first part that is a local folder ("checkpoints/bigvgan" beside a checkpoints/ folder) means a path.
+    return len(parts) != 2 or not all(parts) or os.path.isdir(parts[0])
+
+
+def newer_pt_note(weights_path: str | os.PathLike) -> str | None:
+    """When ``generator.safetensors`` was chosen though the ``.pt`` beside it is newer, a note that says so."""
+    weights_path = Path(weights_path)
+    pt = weights_path.with_name(PT_FILE)
+    if weights_path.name != SAFETENSORS_FILE or not pt.is_file():
+        return None
+    if pt.stat().st_mtime <= weights_path.stat().st_mtime:
+        return None
+    return (
+        f"{pt.name} is newer than {weights_path.name}, which was loaded (it is preferred when present); "
+        f"to use the new weights: python -m bigvgan_fast convert {weights_path.parent} --force"
+    )
 
 
 def _hub_unreachable() -> str | None:
@@ -181,28 +198,3 @@ def download(repo_id: str = DEFAULT_REPO_ID, directory: str | os.PathLike = DEFA
         _hub_download(repo_id=repo_id, filename=filename, local_dir=os.fspath(directory))
     load_config(directory / CONFIG_FILE)  # a repo without a BigVGAN config fails here, not later
     return directory
-
-
-def convert(src_dir: str | os.PathLike, dtype: str = "float32") -> Path:
-    """Write ``generator.safetensors`` beside the ``.pt`` in ``src_dir``: generator only, weight norm
-    folded, in ``dtype``, with the config in the metadata. Written atomically."""
-    from safetensors.torch import save_file
-
-    from .generator import BigVGAN
-
-    if dtype not in SAFETENSORS_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(SAFETENSORS_DTYPES)}, got {dtype!r}")
-    src_dir = Path(src_dir)
-    config = load_config(src_dir / CONFIG_FILE)
-    pt_path = src_dir / PT_FILE
-    model = BigVGAN.from_state_dict(config, load_generator_state_dict(pt_path), source=os.fspath(pt_path), backend="torch")
-    # The filter taps stay float32 (see modules._FilterHolder): only the weights are rounded.
-    tensors = {
-        k: v.detach().to(torch.float32 if k.endswith(".filter") else SAFETENSORS_DTYPES[dtype]).contiguous()
-        for k, v in model.state_dict().items()
-    }
-    metadata = {"format": "pt", "producer": "bigvgan_fast", "dtype": dtype, "config": json.dumps(config.to_dict())}
-    out = src_dir / SAFETENSORS_FILE
-    with atomic_write(out) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-    return out

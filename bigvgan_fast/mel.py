@@ -73,11 +73,18 @@ def mel_spectrogram(wav: torch.Tensor, config=DEFAULT_CONFIG, *, fmax: float | N
         raise TypeError("wav must be a floating-point torch.Tensor")
     if wav.dim() == 1:
         wav = wav.unsqueeze(0)
-    if wav.dim() != 2:
-        raise ValueError(f"wav must have shape (samples,) or (batch, samples), got {tuple(wav.shape)}")
     padding = (h.n_fft - h.hop_size) // 2
-    if wav.shape[-1] <= padding:
-        raise ValueError(f"wav has {wav.shape[-1]} samples; the mel front end needs more than {padding}")
+    if wav.dim() != 2 or wav.shape[-1] <= padding:
+        # A (samples, channels) array, as soundfile returns, is the usual way to get here.
+        hint = " (for a (samples, channels) array pass wav.mean(-1) or wav.T)" if wav.dim() == 2 and wav.shape[0] > wav.shape[1] else ""
+        raise ValueError(
+            f"wav must have shape (samples,) or (batch, samples) with more than {padding} samples, "
+            f"got shape {tuple(wav.shape)}{hint}"
+        )
+    if wav.shape[0] == 0:
+        # The frame count of torch.stft(center=False) on the padded signal.
+        frames = (wav.shape[-1] + 2 * padding - h.n_fft) // h.hop_size + 1
+        return wav.new_zeros(0, h.num_mels, frames, dtype=torch.float32)
     fmax = h.fmax if fmax == "config" else fmax
     basis = mel_filterbank(h.sampling_rate, h.n_fft, h.num_mels, h.fmin, fmax).to(wav.device)
     wav = F.pad(wav.float().unsqueeze(1), (padding, padding), mode="reflect").squeeze(1)

@@ -189,8 +189,8 @@ def check_mel(mel, num_mels: int) -> None:
 def input_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype ``model``'s first layer (``conv_pre``) computes in, to which a mel of another float
     dtype is converted; None for a model without one (then the mel goes in as it is)."""
-    first = getattr(model, "conv_pre", None)
-    return None if first is None else next(first.parameters()).dtype
+    weight = getattr(getattr(model, "conv_pre", None), "weight", None)
+    return None if weight is None else weight.dtype
 
 
 def _vocode(model: nn.Module, mel: torch.Tensor, hop: int, run: Callable | None = None) -> torch.Tensor:
@@ -296,6 +296,9 @@ def synthesize(
     context = context_frames_of(model) if context_frames is None else _count("context_frames", context_frames, 0)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable as progress(done_frames, total_frames), got {type(progress).__name__}")
+    if not bool(torch.isfinite(mel).all()):  # once per call (a sync), never inside the model's forward
+        bad = int((~torch.isfinite(mel)).sum())
+        raise ValueError(f"mel holds {bad} non-finite value(s) (NaN or Inf): the audio would be garbage")
     run = _graph_runner(model, mel, cuda_graph)
     hop = config.upsample_factor
     total = mel.shape[-1]

@@ -1,3 +1,4 @@
+import math
 import os
 import sys
 
@@ -36,6 +37,8 @@ def small_config(**overrides):
     data = load_config(TINY).to_dict()
     data.update(SMALL_OVERRIDES)
     data.update(overrides)
+    if "hop_size" not in overrides:  # one mel frame is prod(upsample_rates) samples (checked by load_config)
+        data["hop_size"] = math.prod(data["upsample_rates"])
     return load_config(data)
 
 

@@ -177,3 +177,21 @@ def test_unreachable_hub_fails_before_the_client_retries(monkeypatch, tmp_path):
     with pytest.raises(DownloadError, match="not reachable"):
         download(bigvgan_fast.DEFAULT_REPO_ID, tmp_path / "ck")
     assert not (tmp_path / "ck").exists()  # nothing left on disk
+
+
+def test_convert_lives_above_checkpoint_and_generator():
+    # The layering of issue 10: checkpoint knows no generator; convert imports both (no cycle).
+    import ast
+    import importlib
+    import inspect
+
+    convert_module = importlib.import_module("bigvgan_fast.convert")  # the package attribute is the function
+
+    def imported(module):
+        tree = ast.parse(inspect.getsource(module))
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+
+    assert "generator" not in imported(checkpoint) and "files" not in imported(checkpoint)
+    assert {"checkpoint", "generator", "files"} <= imported(convert_module)
+    assert bigvgan_fast.convert is convert_module.convert
+    assert not hasattr(checkpoint, "convert") and not hasattr(checkpoint, "atomic_write")

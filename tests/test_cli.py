@@ -131,3 +131,102 @@ def test_wav_round_trip_and_stereo_mixdown(tmp_path):
         f.writeframes(stereo.tobytes())
     mono, _ = read_wav(tmp_path / "s.wav")
     assert torch.allclose(mono, torch.full((10,), 2000 / 32768))
+
+
+def in_process(capsys, *argv):
+    """The command line in this process (monkeypatch reaches it): (exit code, stdout, stderr)."""
+    from bigvgan_fast import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_vocode_says_what_ran(capsys, model_dir, tmp_path):
+    np.save(tmp_path / "mel.npy", torch.randn(80, 5).numpy())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0
+    assert f"weights {model_dir / 'bigvgan_generator.pt'}" in out
+    assert "backend torch (auto)" in out and "float32 on cpu" in out  # what backends() marks auto on a CPU
+    assert __import__("re").search(r"in \d+\.\d\d s, \d[\d,]*\.\d x (faster|slower) than real time", out), out
+    assert "0.06 s at 22050 Hz" in out  # 5 frames x 256 / 22050
+
+
+def test_vocode_says_when_safetensors_wins_over_a_newer_pt(capsys, model_dir, tmp_path):
+    run("convert", str(model_dir))
+    pt = model_dir / "bigvgan_generator.pt"
+    newer = os.path.getmtime(model_dir / "generator.safetensors") + 60
+    os.utime(pt, (newer, newer))
+    np.save(tmp_path / "mel.npy", torch.randn(80, 3).numpy())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0 and f"weights {model_dir / 'generator.safetensors'}" in out
+    assert "note: bigvgan_generator.pt is newer than generator.safetensors, which was loaded" in err
+    assert f"convert {model_dir} --force" in err
+    os.utime(pt, (newer - 120, newer - 120))  # an older .pt: nothing to say
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0 and "newer" not in err
+
+
+def test_vocode_shows_progress_inside_one_chunk(capsys, model_dir, tmp_path, monkeypatch):
+    from bigvgan_fast import cli
+
+    # As if the run were slow: progress from the first residual block on.
+    monkeypatch.setattr(cli, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(cli, "PROGRESS_EVERY_S", 0.0)
+    np.save(tmp_path / "mel.npy", torch.randn(80, 8).numpy())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0
+    shown = [float(p.split("/")[0]) for p in err.split("\r")[1:]]
+    # 6 stages x 3 blocks, each weighted by its work, then the chunk's end: frames grow to the
+    # whole input, never past it.
+    assert len(shown) == 19 and shown == sorted(shown) and shown[0] < 1 and shown[-1] == 8, err
+    assert err.split("\r")[-1].startswith("  8/8 frames (100%")
+    # Runs of one chunk that end before PROGRESS_AFTER_S print none.
+    monkeypatch.setattr(cli, "PROGRESS_AFTER_S", 1e9)
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert "\r" not in err
+
+
+def test_vocode_names_a_stereo_mixdown(capsys, model_dir, tmp_path):
+    stereo = np.stack([np.full(22050 // 8, 1000, "<i2"), np.full(22050 // 8, -1000, "<i2")], axis=1)
+    with wave.open(str(tmp_path / "s.wav"), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(22050)
+        f.writeframes(stereo.tobytes())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "s.wav", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0 and f"{tmp_path / 's.wav'} has 2 channels: vocoding their average (mono)" in err
+    write_wav(tmp_path / "m.wav", torch.zeros(22050 // 8), 22050)
+    code, out, err = in_process(capsys, "vocode", tmp_path / "m.wav", tmp_path / "out.wav", "--model", model_dir)
+    assert code == 0 and "channels" not in err
+
+
+def test_float16_on_the_cpu_warns_naming_float32(capsys, model_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("the warning is for CPU runs; --device auto picks the GPU here")
+    np.save(tmp_path / "mel.npy", torch.randn(80, 2).numpy())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir, "--dtype", "float16")
+    assert code == 0 and "warning: float16 is very slow on the CPU" in err and "--dtype float32" in err
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
+    assert "warning" not in err
+
+
+def test_convert_refuses_to_replace_without_force(model_dir):
+    assert "(float32)" in run("convert", str(model_dir)).stdout
+    first = (model_dir / "generator.safetensors").read_bytes()
+    proc = run("convert", str(model_dir), "--dtype", "float16", check=False)
+    assert proc.returncode == 2 and "generator.safetensors exists (float32)" in proc.stderr and "--force" in proc.stderr
+    assert (model_dir / "generator.safetensors").read_bytes() == first
+    assert "(float16)" in run("convert", str(model_dir), "--dtype", "float16", "--force").stdout
+    from safetensors import safe_open
+
+    with safe_open(model_dir / "generator.safetensors", "pt") as f:
+        assert f.metadata()["dtype"] == "float16"
+
+
+def test_bench_frames_are_the_ones_asked_for(tmp_path):
+    # --frames 1 must run 1 frame (0 used to mean "the default"; now it is refused).
+    run("bench", "--frames", "1", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "b.json"))
+    import json
+
+    assert json.loads((tmp_path / "b.json").read_text())["frames"] == 1

@@ -70,3 +70,29 @@ def test_unknown_name_and_bad_json(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("name", available_configs())
+def test_every_shipped_config_passes_the_checks(name):
+    h = load_config(name)
+    assert h.hop_size == h.upsample_factor and h.upsample_initial_channel // 2 ** len(h.upsample_rates) >= 1
+    assert load_config(h.to_dict()) == h
+
+
+def test_channels_halve_by_floor_division_as_official():
+    # 18 channels over 2 stages: 9, then 4 (the official generator's arithmetic); refused before.
+    data = load_config(bigvgan_fast.DEFAULT_CONFIG).to_dict()
+    data.update(upsample_initial_channel=18, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], hop_size=4)
+    model = bigvgan_fast.BigVGAN(data)
+    assert [up[0].weight.shape[1] for up in model.ups] == [9, 4] and model.conv_post.weight.shape[1] == 4
+
+
+def test_booleans_are_json_booleans():
+    data = load_config(bigvgan_fast.DEFAULT_CONFIG).to_dict()
+    for value in (False, True):
+        data["use_tanh_at_final"] = value
+        assert load_config(data).use_tanh_at_final is value
+    for value in ("false", 0, None):
+        data["use_tanh_at_final"] = value
+        with pytest.raises(ConfigError, match="use_tanh_at_final must be true or false"):
+            load_config(data)

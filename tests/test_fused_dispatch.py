@@ -12,6 +12,7 @@ import torch
 import bigvgan_fast
 from bigvgan_fast import BigVGAN, anti_alias_activation, load_config
 from bigvgan_fast.anti_alias.policy import problem
+from conftest import small_config
 from definition import assert_close_to_definition, definition, describe_mismatch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,15 +60,13 @@ def test_opcheck_forward_and_backward_ops():
     assert grad_x.shape == x.shape and grad_alpha.numel() == 0 and grad_beta.shape == beta.shape
 
 
-def small_config():
-    h = load_config(TINY).to_dict()
-    h.update(upsample_initial_channel=16, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])
-    return h
+def one_block_config():
+    return small_config(resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], num_mels=80)
 
 
 def test_compile_fullgraph_has_no_graph_break():
     gen = torch.Generator().manual_seed(6)
-    model = BigVGAN(small_config(), backend="triton").remove_weight_norm().eval().to(DEVICE)
+    model = BigVGAN(one_block_config(), backend="triton").remove_weight_norm().eval().to(DEVICE)
     mel = torch.randn(1, 80, 2, generator=gen).to(DEVICE)
     explanation = torch._dynamo.explain(model)(mel)
     assert explanation.graph_break_count == 0, explanation.break_reasons
@@ -89,7 +88,7 @@ def test_generator_triton_matches_torch():
 
 def test_training_step_triton_matches_torch():
     """Forward, loss, backward, optimizer step of a small generator: fused vs reference."""
-    h = small_config()
+    h = one_block_config()
     mel = torch.randn(2, 80, 3, generator=torch.Generator().manual_seed(9)).to(DEVICE)
     results = {}
     for backend in ("torch", "triton"):
@@ -116,7 +115,7 @@ def test_compiled_training_step_uses_the_registered_backward():
     grads = []
     for compile_it in (False, True):
         torch.manual_seed(0)
-        model = BigVGAN(small_config(), backend="triton").to(DEVICE)
+        model = BigVGAN(one_block_config(), backend="triton").to(DEVICE)
         run = torch.compile(model, fullgraph=True, backend="aot_eager") if compile_it else model
         run(mel).pow(2).mean().backward()
         grads.append({k: p.grad for k, p in model.named_parameters()})
@@ -149,7 +148,7 @@ def test_gpu_cuda_graph_and_inductor_compile_of_the_generator(backend):
     reason = problem(backend, "cuda", torch.float32, False)
     if reason is not None:
         pytest.skip(reason)
-    model = BigVGAN(small_config(), backend=backend).remove_weight_norm().eval().cuda()
+    model = BigVGAN(one_block_config(), backend=backend).remove_weight_norm().eval().cuda()
     mel = torch.randn(1, 80, 16, device="cuda")
     with torch.inference_mode():
         eager = model(mel)
