@@ -118,11 +118,22 @@ class BigVGAN(nn.Module):
         :func:`receptive_field_frames`)."""
         return context_frames_of(self)
 
-    def synthesize(self, mel: torch.Tensor, chunk_frames: int | None = None, context_frames: int | None = None, progress=None) -> torch.Tensor:
-        """Vocode a mel of any length in chunks; equal to ``self(mel)`` up to float rounding, with peak
-        memory set by the chunk (see :func:`bigvgan_fast.streaming.synthesize`)."""
+    def synthesize(
+        self,
+        mel: torch.Tensor,
+        chunk_frames: int | None = None,
+        context_frames: int | None = None,
+        progress=None,
+        *,
+        cuda_graph: bool | None = None,
+    ) -> torch.Tensor:
+        """Vocode a mel of any length in exact chunks of one shape, replayed from CUDA graphs on a GPU;
+        equal to ``self(mel)`` up to float rounding, with peak memory set by the chunk (see
+        :func:`bigvgan_fast.streaming.synthesize`)."""
         chunk_frames = DEFAULT_CHUNK_FRAMES if chunk_frames is None else chunk_frames
-        return synthesize(self, mel, chunk_frames=chunk_frames, context_frames=context_frames, progress=progress)
+        return synthesize(
+            self, mel, chunk_frames=chunk_frames, context_frames=context_frames, progress=progress, cuda_graph=cuda_graph
+        )
 
     def stream(self, frames, lookahead_frames: int | None = None, **kwargs):
         """Yield audio as mel frames arrive (see :func:`bigvgan_fast.streaming.stream`)."""
