@@ -1,5 +1,9 @@
-"""The CUDA op ``bigvgan_fast::anti_alias_activation_cuda`` (csrc/) against docs/definition.md's float64
-definition: every element compared, borders included, outputs poisoned, fresh random inputs.
+"""The CUDA op ``bigvgan_fast::anti_alias_activation_cuda`` (csrc/): what only this backend has.
+The forward against docs/definition.md's float64 definition at every dtype, length around the tile
+and Snake kind is tests/test_fused_forward.py's parametrization (backend "cuda"); here: the fast
+sine's limits, borders, non-finite input, layouts, parameter dtypes, more than 2**31 elements,
+devices, streams, graphs, opcheck, torch.compile and the host checks. Every element compared,
+borders included, outputs poisoned (``call_poisoned``), fresh random inputs (tests/kernel_cases.py).
 
 GPU only: skipped without a CUDA GPU or without the built extension ``bigvgan_fast._C``
 (``pip install --no-build-isolation -e .`` with a CUDA torch and nvcc builds it).
@@ -7,113 +11,31 @@ GPU only: skipped without a CUDA GPU or without the built extension ``bigvgan_fa
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from definition import FLOAT32_ATOL, assert_close_to_definition, definition, describe_mismatch  # noqa: E402
+from definition import FLOAT32_ATOL, assert_close_to_definition, definition, describe_mismatch
+from kernel_cases import (
+    CUDA_TILE,
+    DTYPES,
+    asymmetric_filters,
+    call_poisoned,
+    cuda_problem,
+    random_input,
+    random_parameters,
+)
 
-
-def _why_not_runnable() -> str | None:
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU (none visible to torch)"
-    try:
-        import bigvgan_fast._C  # noqa: F401
-    except Exception as err:  # any import failure is the reason to report
-        return (
-            f"bigvgan_fast._C cannot be imported ({type(err).__name__}: {err}); build it with "
-            "pip install --no-build-isolation -e . (a CUDA torch and nvcc)"
-        )
-    return None
-
-
-WHY_NOT = _why_not_runnable()
+WHY_NOT = cuda_problem()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 
 DEVICE = "cuda"
-# The kernel's tile (kTile in csrc/anti_alias_activation.cu): lengths around its multiples put a
-# sequence border inside a tile's halo, and a short last tile after a full one.
-TILE = 2304
-LENGTHS = [1, 2, 3, 5, 12, 13, 16, TILE - 1, TILE, TILE + 1, TILE + 2, TILE + 3, 4097, 2 * TILE, 2 * TILE + 2]
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
 @pytest.fixture(scope="module")
 def op():
-    from bigvgan_fast.anti_alias import library, op as ops
+    from bigvgan_fast.anti_alias import library
 
     return library.cuda_op()  # imports bigvgan_fast._C and registers the fake implementation
-
-
-def random_params(C, snakebeta, logscale, gen):
-    if logscale:
-        alpha = 0.3 * torch.randn(C, generator=gen)
-        beta = 0.3 * torch.randn(C, generator=gen) if snakebeta else None
-    else:
-        alpha = 0.5 + torch.rand(C, generator=gen)
-        beta = 0.5 + torch.rand(C, generator=gen) if snakebeta else None
-    return alpha.to(DEVICE), None if beta is None else beta.to(DEVICE)
-
-
-def filters(gen, asymmetric=True):
-    """(upsample, downsample) float32 taps on the GPU. The Kaiser-sinc filter is symmetric, so a
-    kernel that reversed the taps or swapped the two filters would pass with it: by default each
-    filter gets a different asymmetric perturbation."""
-    from bigvgan_fast.anti_alias.reference import default_filter
-
-    taps = default_filter("cpu").view(-1)
-    if not asymmetric:
-        return taps.to(DEVICE), taps.to(DEVICE)
-    up = taps + 0.05 * torch.randn(12, generator=gen)
-    down = taps + 0.05 * torch.randn(12, generator=gen)
-    return up.to(DEVICE), down.to(DEVICE)
-
-
-def random_x(shape, dtype, gen):
-    return torch.clamp(3 * torch.randn(*shape, generator=gen, dtype=torch.float64), -10, 10).to(DEVICE, dtype)
-
-
-def call_poisoned(op, x, *args):
-    """Call the op after NaN-filling freed blocks of the output's size, which the caching allocator
-    hands to the op's output: an element the kernel leaves unwritten stays NaN. Two blocks, because
-    a non-contiguous x takes the first for its contiguous copy."""
-    poison = [torch.full((x.numel(),), float("nan"), dtype=x.dtype, device=x.device) for _ in range(2)]
-    del poison
-    return op(x, *args)
-
-
-def assert_matches(out, expected):
-    assert_close_to_definition(out, expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("logscale", [True, False], ids=["logscale", "linear"])
-@pytest.mark.parametrize("snakebeta", [False, True], ids=["snake", "snakebeta"])
-@pytest.mark.parametrize("T", LENGTHS)
-def test_matches_definition(op, T, snakebeta, logscale, dtype):
-    gen = torch.Generator().manual_seed(1000 * T + 100 * snakebeta + 10 * logscale + DTYPES.index(dtype))
-    B, C = 2, 3
-    x = random_x((B, C, T), dtype, gen)
-    alpha, beta = random_params(C, snakebeta, logscale, gen)
-    up, down = filters(gen)
-    out = call_poisoned(op, x, alpha, beta, up, down, logscale)
-    assert out.shape == (B, C, T) and out.dtype == dtype and out.device == x.device and out.is_contiguous()
-    expected = definition(x, alpha, beta, logscale, up, down)
-    assert_matches(out, expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_published_filter_and_golden_shapes(op, dtype):
-    """The filter every checkpoint uses (symmetric), on many channels with distinct parameters."""
-    gen = torch.Generator().manual_seed(3)
-    x = random_x((3, 17, 1000), dtype, gen)
-    alpha, beta = random_params(17, True, True, gen)
-    up, down = filters(gen, asymmetric=False)
-    out = call_poisoned(op, x, alpha, beta, up, down, True)
-    assert_matches(out, definition(x, alpha, beta, True, up, down))
 
 
 def upsampled(x, up) -> torch.Tensor:
@@ -172,16 +94,16 @@ def assert_no_worse_than_float32(out, x, alpha, beta, logscale, up, down):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("T", [13, TILE + 5])
+@pytest.mark.parametrize("T", [13, CUDA_TILE + 5])
 def test_large_sine_arguments_take_the_slow_path(op, T, dtype):
     """|a*u| on both sides of the fast sine's 65536 limit within each row: linear alpha up to 40000
     with |x| <= 10 puts |a*u| up to a few 1e5 (the assertion below makes sure of both sides)."""
     gen = torch.Generator().manual_seed(20 + T)
     C = 4
-    x = random_x((2, C, T), dtype, gen)
+    x = random_input((2, C, T), dtype, gen)
     alpha = torch.tensor([5000.0, 15000.0, 25000.0, 40000.0], device=DEVICE)
     beta = 0.5 + torch.rand(C, generator=gen).to(DEVICE)
-    up, down = filters(gen)
+    up, down = asymmetric_filters(gen)
     out = call_poisoned(op, x, alpha, beta, up, down, False)
     v = (alpha.double().cpu()[None, :, None] * upsampled(x.double(), up.double())).abs()
     assert (v >= 65536).any() and (v < 65536).any(), "the case must straddle the fast path's limit"
@@ -189,16 +111,16 @@ def test_large_sine_arguments_take_the_slow_path(op, T, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("T", [7, 64, TILE + 1])
+@pytest.mark.parametrize("T", [7, 64, CUDA_TILE + 1])
 def test_border_samples_with_large_and_small_sine_arguments(op, T, dtype):
     """The first and last 6 samples of every row (z is replicated there, not recomputed): with x near
     multiples of pi / a at the ends (sin^2 near 0, reduced argument near 0) and, in a second call,
     |a*u| past the fast path at the ends only."""
     gen = torch.Generator().manual_seed(30 + T + DTYPES.index(dtype))
     B, C = 2, 3
-    x = random_x((B, C, T), dtype, gen)
-    alpha, beta = random_params(C, True, False, gen)
-    up, down = filters(gen)
+    x = random_input((B, C, T), dtype, gen)
+    alpha, beta = random_parameters(C, True, False, gen)
+    up, down = asymmetric_filters(gen)
     ends = torch.zeros(T, dtype=torch.bool)
     ends[:6] = True
     ends[-6:] = True
@@ -224,12 +146,12 @@ def test_border_samples_with_large_and_small_sine_arguments(op, T, dtype):
 def test_non_finite_input_reaches_exactly_the_definitions_samples(op):
     """NaN and Inf in x become NaN in y exactly where the definition's do (through the slow path)."""
     gen = torch.Generator().manual_seed(40)
-    x = random_x((1, 3, 300), torch.float32, gen)
+    x = random_input((1, 3, 300), torch.float32, gen)
     x[0, 0, 100] = float("nan")
     x[0, 1, 0] = float("inf")
     x[0, 2, 299] = float("-inf")
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     out = call_poisoned(op, x, alpha, beta, up, down, True).cpu()
     expected = definition(x, alpha, beta, True, up, down)
     assert torch.equal(out.isnan(), expected.isnan()), f"NaN at {out.isnan().nonzero().tolist()[:8]} vs {expected.isnan().nonzero().tolist()[:8]}"
@@ -245,26 +167,26 @@ def test_layouts(op, layout, dtype):
     gen = torch.Generator().manual_seed(4)
     B, C, T = 2, 3, 4096
     if layout == "transposed":
-        x = random_x((B, T, C), dtype, gen).transpose(1, 2)
+        x = random_input((B, T, C), dtype, gen).transpose(1, 2)
     elif layout == "sliced":
-        x = random_x((B, C, T + 7), dtype, gen)[..., 3 : 3 + T]
+        x = random_input((B, C, T + 7), dtype, gen)[..., 3 : 3 + T]
     else:
-        storage = random_x((B * C * T + 1,), dtype, gen)
+        storage = random_input((B * C * T + 1,), dtype, gen)
         x = storage[1:].view(B, C, T)
         assert x.is_contiguous() and x.data_ptr() % 16 != 0
-    alpha, beta = random_params(C, True, True, gen)
-    up, down = filters(gen)
+    alpha, beta = random_parameters(C, True, True, gen)
+    up, down = asymmetric_filters(gen)
     out = call_poisoned(op, x, alpha, beta, up, down, True)
     assert out.shape == (B, C, T) and out.is_contiguous()
-    assert_matches(out, definition(x, alpha, beta, True, up, down))
+    assert_close_to_definition(out, definition(x, alpha, beta, True, up, down))
 
 
 @pytest.mark.parametrize("param_dtype", [torch.float64, torch.bfloat16, torch.float16], ids=str)
 def test_parameters_of_any_float_dtype_are_read_as_float32(op, param_dtype):
     gen = torch.Generator().manual_seed(5)
-    x = random_x((1, 4, 300), torch.float32, gen)
-    alpha, beta = (p.to(param_dtype) for p in random_params(4, True, True, gen))
-    up, down = filters(gen)
+    x = random_input((1, 4, 300), torch.float32, gen)
+    alpha, beta = (p.to(param_dtype) for p in random_parameters(4, True, True, gen))
+    up, down = asymmetric_filters(gen)
     out = op(x, alpha, beta, up, down, True)
     torch.testing.assert_close(out, op(x, alpha.float(), beta.float(), up, down, True), rtol=0, atol=0)
     # Strided parameters too.
@@ -299,8 +221,8 @@ def test_more_than_2_31_elements(op, shape):
     gen = torch.Generator(device=DEVICE).manual_seed(6)
     x = torch.randn(shape, device=DEVICE, dtype=torch.bfloat16, generator=gen)
     C, T = shape[1], shape[2]
-    alpha, beta = random_params(C, True, True, torch.Generator().manual_seed(7))
-    up, down = filters(torch.Generator().manual_seed(8))
+    alpha, beta = random_parameters(C, True, True, torch.Generator().manual_seed(7))
+    up, down = asymmetric_filters(torch.Generator().manual_seed(8))
     out = call_poisoned(op, x, alpha, beta, up, down, True)
     assert out.shape == x.shape
     margin = 16  # > the 6-sample reach of an output: windows away from the ends see no false border
@@ -317,8 +239,8 @@ def test_more_than_2_31_elements(op, shape):
 
 def test_empty_batch(op):
     gen = torch.Generator().manual_seed(9)
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     out = op(torch.empty(0, 3, 5, device=DEVICE), alpha, beta, up, down, True)
     assert out.shape == (0, 3, 5)
 
@@ -326,9 +248,9 @@ def test_empty_batch(op):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_tensor_on_a_device_that_is_not_current(op):
     gen = torch.Generator().manual_seed(10)
-    x = random_x((2, 3, 999), torch.float32, gen).to("cuda:0")
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    x = random_input((2, 3, 999), torch.float32, gen).to("cuda:0")
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     with torch.cuda.device(1):
         out = op(x, alpha, beta, up, down, True)
     torch.cuda.synchronize(0)
@@ -338,9 +260,9 @@ def test_tensor_on_a_device_that_is_not_current(op):
 
 def test_runs_on_the_current_stream(op):
     gen = torch.Generator().manual_seed(11)
-    x = random_x((2, 3, 5000), torch.float32, gen)
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    x = random_input((2, 3, 5000), torch.float32, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -351,9 +273,9 @@ def test_runs_on_the_current_stream(op):
 
 def test_cuda_graph_replay(op):
     gen = torch.Generator().manual_seed(12)
-    x = random_x((2, 3, 3000), torch.bfloat16, gen)
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    x = random_input((2, 3, 3000), torch.bfloat16, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -362,54 +284,27 @@ def test_cuda_graph_replay(op):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = op(x, alpha, beta, up, down, True)
-    fresh = random_x(x.shape, x.dtype, gen)
+    fresh = random_input(x.shape, x.dtype, gen)
     x.copy_(fresh)
     graph.replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(out, op(fresh, alpha, beta, up, down, True), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_matches_triton_op(dtype):
-    """The two fused backends agree within rounding: for float32 I/O both are within 2e-5 of the
-    definition, so within 4e-5 of each other; for 16-bit I/O within 1 ulp."""
-    pytest.importorskip("triton")
-    from bigvgan_fast.anti_alias import library, op as ops
-
-    try:
-        import bigvgan_fast.kernels  # noqa: F401
-    except Exception as err:
-        pytest.skip(f"the Triton kernels cannot be imported ({type(err).__name__}: {err})")
-    gen = torch.Generator().manual_seed(13)
-    for T, snakebeta in ((1, False), (13, True), (4097, True), (2 * TILE + 1, False)):
-        x = random_x((2, 3, T), dtype, gen)
-        alpha, beta = random_params(3, snakebeta, True, gen)
-        up, down = filters(gen)
-        cuda = ops.run("cuda", x, alpha, beta, up, down, True)
-        triton = ops.run("triton", x, alpha, beta, up, down, True)
-        if dtype == torch.float32:
-            err = (cuda.double() - triton.double()).abs()
-            assert err.max() <= 2 * FLOAT32_ATOL, describe_mismatch(cuda, triton, 2 * FLOAT32_ATOL)
-        else:  # each within 1 ulp of the exact value
-            expected = definition(x, alpha, beta, True, up, down)
-            assert_close_to_definition(cuda, expected)
-            assert_close_to_definition(triton, expected)
-
-
 @pytest.mark.parametrize("snakebeta", [False, True], ids=["snake", "snakebeta"])
 def test_opcheck(op, snakebeta):
     gen = torch.Generator().manual_seed(14)
-    x = random_x((2, 3, 37), torch.float32, gen)
-    alpha, beta = random_params(3, snakebeta, True, gen)
-    up, down = filters(gen)
+    x = random_input((2, 3, 37), torch.float32, gen)
+    alpha, beta = random_parameters(3, snakebeta, True, gen)
+    up, down = asymmetric_filters(gen)
     torch.library.opcheck(op, (x, alpha, beta, up, down, True))
 
 
 def test_compile_fullgraph(op):
     gen = torch.Generator().manual_seed(15)
-    x = random_x((2, 3, 100), torch.float32, gen)
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    x = random_input((2, 3, 100), torch.float32, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
 
     def activation(x, alpha, beta):
         return op(x, alpha, beta, up, down, True)
@@ -452,8 +347,8 @@ BAD_INPUTS = {
 def test_bad_input_is_named(op, case):
     spoil, match = BAD_INPUTS[case]
     gen = torch.Generator().manual_seed(16)
-    x = random_x((1, 3, 5), torch.float32, gen)
-    alpha, beta = random_params(3, True, True, gen)
-    up, down = filters(gen)
+    x = random_input((1, 3, 5), torch.float32, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
     with pytest.raises(RuntimeError, match=match):
         op(*spoil(x, alpha, beta, up, down), True)

@@ -321,6 +321,13 @@ def test_stream_rejects_bad_arguments(small):
         stream(small, [], context_frames=-2)
     with pytest.raises(ValueError, match="crossfade_samples must be >= 0"):
         stream(small, [], lookahead_frames=0, crossfade_samples=-1)
+    # Issue 9 item 20: a crossfade wider than the lookahead blended in stale estimates, silently.
+    hop = small.config.upsample_factor
+    with pytest.raises(ValueError, match=r"at most max\(lookahead_frames, 1\) \* hop = 8 samples"):
+        stream(small, [], lookahead_frames=2, crossfade_samples=2 * hop + 1)
+    stream(small, [], lookahead_frames=2, crossfade_samples=2 * hop)  # the bound itself is fine
+    with pytest.raises(ValueError, match="= 4 samples"):
+        stream(small, [], lookahead_frames=0, crossfade_samples=hop + 1)
     with pytest.raises(TypeError, match="lookahead_frames must be an int"):
         stream(small, [], lookahead_frames=1.5)
     for bad in (torch.randn(80, 3), torch.randn(8), torch.randn(2, 8, 3), torch.randn(8, 0)):

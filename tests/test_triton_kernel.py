@@ -1,4 +1,6 @@
-"""The Triton kernels of the anti-aliased activation, called directly (not through dispatch).
+"""The Triton kernels of the anti-aliased activation, called directly (not through dispatch): what
+only this backend has. The forward at default tiles, every dtype, length and Snake kind against
+the definition, is tests/test_fused_forward.py's parametrization (backend "triton").
 
 Forward: every output sample, borders included, against the float64 evaluation of docs/definition.md
 (``definition``): float32 within 2e-5 absolute and relative L2 <= 1e-6; float16 / bfloat16 at most
@@ -8,147 +10,86 @@ against torch.autograd through the reference path in float64. Outputs are NaN-po
 Without a GPU the kernels run on CPU tensors under TRITON_INTERPRET=1, so shapes stay small;
 ``block_t=16`` makes short rows span several tiles, so interior tiles (unclamped loads) and tile
 edges are exercised. Tests marked ``gpu`` run model shapes and a row longer than 2**31 samples.
+Inputs, parameters, filters and the poisoned launch come from tests/kernel_cases.py.
 """
-
-import json
-import os
 
 import pytest
 import torch
 
 triton = pytest.importorskip("triton", reason="triton is not installed")
 
-from bigvgan_fast.anti_alias.reference import anti_alias_activation_ref, default_filter  # noqa: E402
+from bigvgan_fast.anti_alias.reference import anti_alias_activation_ref  # noqa: E402
 from bigvgan_fast.kernels import (  # noqa: E402
     anti_alias_activation_backward,
     anti_alias_activation_forward,
     prepared_forward,
 )
 from definition import assert_close_to_definition, definition, describe_mismatch  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "activation.safetensors")
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def taps(device=DEVICE):
-    return default_filter(device, torch.float32).reshape(-1).contiguous()
-
-
-def make_input(shape, dtype, gen):
-    return torch.clamp(3 * torch.randn(*shape, generator=gen), -10, 10).to(dtype).to(DEVICE)
+from kernel_cases import (  # noqa: E402
+    DEVICE,
+    DTYPES,
+    asymmetric_filters,
+    dtype_id,
+    published_filter,
+    random_input,
+    random_parameters,
+    triton_forward_poisoned,
+)
 
 
-def make_params(C, snake_beta, alpha_logscale, gen, dtype=torch.float32):
-    def draw():
-        if alpha_logscale:
-            return 0.3 * torch.randn(C, generator=gen)
-        return 0.5 + torch.rand(C, generator=gen)
-
-    alpha = draw().to(dtype).to(DEVICE)
-    beta = draw().to(dtype).to(DEVICE) if snake_beta else None
-    return alpha, beta
+def published_filters(device=DEVICE):
+    f = published_filter(device)
+    return f, f
 
 
-def poisoned_like(x):
-    return torch.full_like(x, float("nan"))
+def forward(x, alpha, beta, alpha_logscale, filters=None, **launch):
+    """The launcher on a NaN-poisoned ``out``; ``filters`` (up, down) default to the published one."""
+    up, down = filters or published_filters(x.device)
+    return triton_forward_poisoned(x, alpha, beta, up, down, alpha_logscale, **launch)
 
 
-def forward(x, alpha, beta, alpha_logscale, **kwargs):
-    f = taps(x.device)
-    out = poisoned_like(x)
-    y = anti_alias_activation_forward(x, alpha, beta, f, f, alpha_logscale, out=out, **kwargs)
-    assert y is out
-    return y
-
-
-def assert_matches_definition(y, x, alpha, beta, alpha_logscale):
+def assert_matches_definition(y, x, alpha, beta, alpha_logscale, filters=None):
     """docs/definition.md's standard for y = kernel(x): float32 2e-5 / rel-L2 1e-6, half types 1 ulp."""
+    up, down = filters or published_filters(x.device)
     assert y.shape == x.shape and y.dtype == x.dtype
-    assert_close_to_definition(y, definition(x, alpha, beta, alpha_logscale))
+    assert_close_to_definition(y, definition(x, alpha, beta, alpha_logscale, up, down))
 
 
 # --- forward ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
-@pytest.mark.parametrize("alpha_logscale", [True, False], ids=["log", "linear"])
-@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
-@pytest.mark.parametrize("T", [1, 2, 3, 5, 12, 13, 127, 128, 129, 3001])
-def test_forward_matches_definition(T, snake_beta, alpha_logscale, dtype):
-    gen = torch.Generator().manual_seed(1000 * T + 10 * snake_beta + alpha_logscale)
-    x = make_input((2, 3, T), dtype, gen)
-    alpha, beta = make_params(3, snake_beta, alpha_logscale, gen)
-    y = forward(x, alpha, beta, alpha_logscale)
-    assert_matches_definition(y, x, alpha, beta, alpha_logscale)
 
 
 @pytest.mark.parametrize("use_gather", [True, False], ids=["gather", "recompute"])
 @pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
 @pytest.mark.parametrize("T", [1, 7, 16, 21, 22, 23, 64, 101])
 def test_forward_many_tiles(T, snake_beta, use_gather):
-    """16-sample tiles: interior tiles, tile edges and partial last tiles, both ways of sharing z."""
+    """16-sample tiles: interior tiles, tile edges and partial last tiles, both ways of sharing z;
+    asymmetric filters, so taps reversed or swapped in the unclamped interior path fail too."""
     gen = torch.Generator().manual_seed(T + 7 * snake_beta)
-    x = make_input((2, 2, T), torch.float32, gen)
-    alpha, beta = make_params(2, snake_beta, True, gen)
-    y = forward(x, alpha, beta, True, block_t=16, use_gather=use_gather)
-    assert_matches_definition(y, x, alpha, beta, True)
+    x = random_input((2, 2, T), torch.float32, gen)
+    alpha, beta = random_parameters(2, snake_beta, True, gen)
+    filters = asymmetric_filters(gen)
+    y = forward(x, alpha, beta, True, filters, block_t=16, use_gather=use_gather)
+    assert_matches_definition(y, x, alpha, beta, True, filters)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
 def test_forward_half_many_tiles(dtype):
     gen = torch.Generator().manual_seed(3)
-    x = make_input((1, 3, 70), dtype, gen)
-    alpha, beta = make_params(3, True, True, gen)
-    y = forward(x, alpha, beta, True, block_t=32)
-    assert_matches_definition(y, x, alpha, beta, True)
+    x = random_input((1, 3, 70), dtype, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    filters = asymmetric_filters(gen)
+    y = forward(x, alpha, beta, True, filters, block_t=32)
+    assert_matches_definition(y, x, alpha, beta, True, filters)
 
 
-@pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float16, torch.float64], ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float16, torch.float64], ids=dtype_id)
 def test_forward_parameters_of_other_dtypes(param_dtype):
     """Parameters are read in their own dtype and converted to float32 in the kernel."""
     gen = torch.Generator().manual_seed(4)
-    x = make_input((1, 4, 33), torch.float32, gen)
-    alpha, beta = make_params(4, True, True, gen, dtype=param_dtype)
+    x = random_input((1, 4, 33), torch.float32, gen)
+    alpha, beta = random_parameters(4, True, True, gen, dtype=param_dtype)
     y = forward(x, alpha, beta, True)
     assert_matches_definition(y, x, alpha, beta, True)
-
-
-def test_forward_custom_filters():
-    """Up- and downsample taps are separate arguments, neither assumed symmetric."""
-    gen = torch.Generator().manual_seed(5)
-    x = make_input((1, 2, 40), torch.float32, gen)
-    alpha, beta = make_params(2, True, True, gen)
-    up = torch.randn(12, generator=gen).to(DEVICE)
-    down = torch.randn(12, generator=gen).to(DEVICE)
-    out = poisoned_like(x)
-    y = anti_alias_activation_forward(x, alpha, beta, up, down, True, out=out, block_t=16)
-    expected = definition(x, alpha, beta, True, up, down)
-    err = (y.double().cpu() - expected).abs()
-    tol = 2e-5 * max(1.0, float(expected.abs().max()))
-    assert err.max() <= tol, describe_mismatch(y, expected, tol)
-
-
-def test_forward_goldens():
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(GOLDEN, "pt") as f:
-        cases = json.loads(f.metadata()["cases"])
-    tensors = load_file(GOLDEN)
-    f32 = tensors["filter"].reshape(-1).float().contiguous().to(DEVICE)
-    assert len(cases) >= 8
-    for case in cases:
-        name = case["name"]
-        x = tensors[f"{name}.x"].float().to(DEVICE)
-        alpha = tensors[f"{name}.alpha"].float().to(DEVICE)
-        beta = tensors[f"{name}.beta"].float().to(DEVICE) if f"{name}.beta" in tensors else None
-        assert (beta is None) == (case["activation"] == "snake")
-        expected = tensors[f"{name}.y"]
-        out = poisoned_like(x)
-        y = anti_alias_activation_forward(x, alpha, beta, f32, f32, case["alpha_logscale"], out=out)
-        err = (y.double().cpu() - expected).abs()
-        assert err.max() <= 2e-5, f"{name} {case}: " + describe_mismatch(y, expected, 2e-5)
 
 
 def test_forward_non_contiguous_through_fused_op():
@@ -156,39 +97,40 @@ def test_forward_non_contiguous_through_fused_op():
     from bigvgan_fast.anti_alias import op as ops
 
     gen = torch.Generator().manual_seed(6)
-    base = make_input((2, 45, 4), torch.float32, gen)
+    base = random_input((2, 45, 4), torch.float32, gen)
     x = base.transpose(1, 2)[:, 1:, 3:42]  # (2, 3, 39), strided and offset
     assert not x.is_contiguous()
-    alpha, beta = make_params(3, True, True, gen)
-    f = taps()
-    y = ops.run("triton", x, alpha, beta, f, f, True)
-    assert_matches_definition(y, x, alpha, beta, True)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
+    y = ops.run("triton", x, alpha, beta, up, down, True)
+    assert_matches_definition(y, x, alpha, beta, True, (up, down))
     with pytest.raises(ValueError, match="contiguous"):
-        anti_alias_activation_forward(x, alpha, beta, f, f, True)
+        anti_alias_activation_forward(x, alpha, beta, up, down, True)
 
 
 # --- backward ---------------------------------------------------------------------------------
 
 
-def reference_grads(grad_y, x, alpha, beta, alpha_logscale):
+def reference_grads(grad_y, x, alpha, beta, alpha_logscale, filters=None):
     """torch.autograd through the reference path, in float64."""
-    f = taps(x.device).double()
+    up, down = (f.double() for f in (filters or published_filters(x.device)))
     x64 = x.detach().double().requires_grad_()
     alpha64 = alpha.detach().double().requires_grad_()
     beta64 = None if beta is None else beta.detach().double().requires_grad_()
     y = anti_alias_activation_ref(
-        x64, alpha64, beta64, alpha_logscale=alpha_logscale, upsample_filter=f, downsample_filter=f
+        x64, alpha64, beta64, alpha_logscale=alpha_logscale, upsample_filter=up, downsample_filter=down
     )
     inputs = [x64, alpha64] + ([] if beta64 is None else [beta64])
     grads = torch.autograd.grad(y, inputs, grad_y.double())
     return grads[0], grads[1], None if beta is None else grads[2]
 
 
-def backward(grad_y, x, alpha, beta, alpha_logscale, **kwargs):
-    f = taps(x.device)
-    out = poisoned_like(x)
+def backward(grad_y, x, alpha, beta, alpha_logscale, filters=None, **kwargs):
+    """The backward launcher on a NaN-poisoned grad_x; ``filters`` default to the published one."""
+    up, down = filters or published_filters(x.device)
+    out = torch.full_like(x, float("nan"))
     grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(
-        grad_y, x, alpha, beta, f, f, alpha_logscale, True, True, out=out, **kwargs
+        grad_y, x, alpha, beta, up, down, alpha_logscale, True, True, out=out, **kwargs
     )
     assert grad_x is out
     return grad_x, grad_alpha, grad_beta
@@ -219,12 +161,13 @@ def assert_grads_close(got, expected, alpha, beta):
 @pytest.mark.parametrize("T", [1, 2, 3, 5, 13, 129])
 def test_backward_matches_autograd(T, snake_beta, alpha_logscale):
     gen = torch.Generator().manual_seed(2000 * T + 10 * snake_beta + alpha_logscale)
-    x = make_input((2, 3, T), torch.float32, gen)
-    alpha, beta = make_params(3, snake_beta, alpha_logscale, gen)
+    x = random_input((2, 3, T), torch.float32, gen)
+    alpha, beta = random_parameters(3, snake_beta, alpha_logscale, gen)
+    filters = asymmetric_filters(gen)
     # A non-contiguous gradient, as autograd may hand over.
     grad_y = torch.randn(2, T, 3, generator=gen).to(DEVICE).transpose(1, 2)
-    got = backward(grad_y, x, alpha, beta, alpha_logscale)
-    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, alpha_logscale), alpha, beta)
+    got = backward(grad_y, x, alpha, beta, alpha_logscale, filters)
+    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, alpha_logscale, filters), alpha, beta)
 
 
 @pytest.mark.parametrize("use_gather", [True, False], ids=["gather", "recompute"])
@@ -232,19 +175,20 @@ def test_backward_matches_autograd(T, snake_beta, alpha_logscale):
 @pytest.mark.parametrize("T", [7, 22, 53])
 def test_backward_many_tiles(T, snake_beta, use_gather):
     gen = torch.Generator().manual_seed(3000 + T + 7 * snake_beta)
-    x = make_input((1, 2, T), torch.float32, gen)
-    alpha, beta = make_params(2, snake_beta, True, gen)
+    x = random_input((1, 2, T), torch.float32, gen)
+    alpha, beta = random_parameters(2, snake_beta, True, gen)
+    filters = asymmetric_filters(gen)
     grad_y = torch.randn(1, 2, T, generator=gen).to(DEVICE)
-    got = backward(grad_y, x, alpha, beta, True, block_t=16, use_gather=use_gather)
-    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, True), alpha, beta)
+    got = backward(grad_y, x, alpha, beta, True, filters, block_t=16, use_gather=use_gather)
+    assert_grads_close(got, reference_grads(grad_y, x, alpha, beta, True, filters), alpha, beta)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
 def test_backward_half_grad_x(dtype):
     """grad_x in the input dtype, computed in float32 and rounded once."""
     gen = torch.Generator().manual_seed(8)
-    x = make_input((1, 3, 40), dtype, gen)
-    alpha, beta = make_params(3, True, True, gen)
+    x = random_input((1, 3, 40), dtype, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
     grad_y = torch.randn(1, 3, 40, generator=gen).to(dtype).to(DEVICE)
     grad_x, grad_alpha, grad_beta = backward(grad_y, x, alpha, beta, True, block_t=16)
     ref_x, ref_alpha, ref_beta = reference_grads(grad_y, x, alpha, beta, True)
@@ -256,10 +200,10 @@ def test_backward_half_grad_x(dtype):
 
 def test_backward_selected_parameter_grads():
     gen = torch.Generator().manual_seed(9)
-    x = make_input((1, 2, 20), torch.float32, gen)
-    alpha, beta = make_params(2, True, True, gen)
+    x = random_input((1, 2, 20), torch.float32, gen)
+    alpha, beta = random_parameters(2, True, True, gen)
     grad_y = torch.randn(1, 2, 20, generator=gen).to(DEVICE)
-    f = taps()
+    f = published_filter()
     ref = reference_grads(grad_y, x, alpha, beta, True)
     grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, False)
     assert grad_alpha is None and grad_beta is None
@@ -270,8 +214,8 @@ def test_backward_selected_parameter_grads():
 
 def test_backward_parameter_grads_are_deterministic():
     gen = torch.Generator().manual_seed(10)
-    x = make_input((3, 2, 50), torch.float32, gen)
-    alpha, beta = make_params(2, True, True, gen)
+    x = random_input((3, 2, 50), torch.float32, gen)
+    alpha, beta = random_parameters(2, True, True, gen)
     grad_y = torch.randn(3, 2, 50, generator=gen).to(DEVICE)
     first = backward(grad_y, x, alpha, beta, True, block_t=16)
     second = backward(grad_y, x, alpha, beta, True, block_t=16)
@@ -291,7 +235,7 @@ NONFINITE_LAUNCHES = [(16, True), (16, False), (None, True), (None, False)]
 
 
 def input_with_nonfinite(value, gen):
-    x = make_input((1, len(NONFINITE_POSITIONS), NONFINITE_T), torch.float32, gen)
+    x = random_input((1, len(NONFINITE_POSITIONS), NONFINITE_T), torch.float32, gen)
     for channel, position in enumerate(NONFINITE_POSITIONS):
         x[0, channel, position] = NONFINITE_VALUES[value]
     return x
@@ -318,7 +262,7 @@ def test_forward_nonfinite_reaches_what_the_definition_reaches(value, block_t, u
     """A NaN or Inf in x[j] makes y[j-5 .. j+5] NaN (clamped to the row), as in the definition."""
     gen = torch.Generator().manual_seed(15)
     x = input_with_nonfinite(value, gen)
-    alpha, beta = make_params(x.shape[1], True, True, gen)
+    alpha, beta = random_parameters(x.shape[1], True, True, gen)
     y = forward(x, alpha, beta, True, block_t=block_t, use_gather=use_gather)
     expected = definition(x, alpha, beta, True)
     assert int(expected[0, 8].isnan().sum()) == 11  # x[40]: y[35 .. 45]
@@ -331,7 +275,7 @@ def test_backward_nonfinite_reaches_what_autograd_reaches(value, block_t, use_ga
     """grad_x is NaN exactly where float64 autograd of the reference path makes it NaN."""
     gen = torch.Generator().manual_seed(16)
     x = input_with_nonfinite(value, gen)
-    alpha, beta = make_params(x.shape[1], True, True, gen)
+    alpha, beta = random_parameters(x.shape[1], True, True, gen)
     grad_y = torch.randn(x.shape, generator=gen).to(DEVICE)
     grad_x, grad_alpha, grad_beta = backward(grad_y, x, alpha, beta, True, block_t=block_t, use_gather=use_gather)
     ref_x, ref_alpha, ref_beta = reference_grads(grad_y, x, alpha, beta, True)
@@ -350,12 +294,12 @@ def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
     """One prepared launcher over several lengths (tile lengths, aligned and unaligned T): bitwise
     the ordinary launcher's output. On the CPU it is the ordinary launcher under the interpreter."""
     gen = torch.Generator().manual_seed(19)
-    alpha, beta = make_params(3, snake_beta, True, gen)
-    f = taps()
+    alpha, beta = random_parameters(3, snake_beta, True, gen)
+    f = published_filter()
     launch = prepared_forward(dtype, snake_beta, True, DEVICE)
     for T in (1, 13, 16, 48, 70):
-        x = make_input((2, 3, T), dtype, gen)
-        out = poisoned_like(x)
+        x = random_input((2, 3, T), dtype, gen)
+        out = torch.full_like(x, float("nan"))
         assert launch(x, out, alpha, beta, f, f) is out
         expected = forward(x, alpha, beta, True)
         assert torch.equal(out, expected), f"T={T}: " + describe_mismatch(out, expected, 0)
@@ -363,11 +307,11 @@ def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
 
 def test_prepared_forward_fixed_tile_length():
     gen = torch.Generator().manual_seed(20)
-    x = make_input((1, 2, 45), torch.float32, gen)
-    alpha, beta = make_params(2, True, False, gen)
-    f = taps()
+    x = random_input((1, 2, 45), torch.float32, gen)
+    alpha, beta = random_parameters(2, True, False, gen)
+    f = published_filter()
     launch = prepared_forward(torch.float32, True, False, DEVICE, block_t=16, use_gather=False)
-    out = launch(x, poisoned_like(x), alpha, beta, f, f)
+    out = launch(x, torch.full_like(x, float("nan")), alpha, beta, f, f)
     assert torch.equal(out, forward(x, alpha, beta, False, block_t=16, use_gather=False))
     assert_matches_definition(out, x, alpha, beta, False)
 
@@ -386,12 +330,12 @@ MODEL_SHAPES = [(768, 1024), (384, 4096), (192, 8192), (96, 16384), (48, 32768),
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("C,T", MODEL_SHAPES)
 def test_gpu_model_shapes(C, T, dtype):
     gen = torch.Generator().manual_seed(C + T)
-    x = make_input((1, C, T), dtype, gen)
-    alpha, beta = make_params(C, True, True, gen)
+    x = random_input((1, C, T), dtype, gen)
+    alpha, beta = random_parameters(C, True, True, gen)
     y = forward(x, alpha, beta, True)
     assert_matches_definition(y, x, alpha, beta, True)
 
@@ -400,8 +344,8 @@ def test_gpu_model_shapes(C, T, dtype):
 @pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
 def test_gpu_recompute_path_and_odd_shapes(snake_beta):
     gen = torch.Generator().manual_seed(12)
-    x = make_input((3, 5, 70001), torch.float32, gen)
-    alpha, beta = make_params(5, snake_beta, False, gen)
+    x = random_input((3, 5, 70001), torch.float32, gen)
+    alpha, beta = random_parameters(5, snake_beta, False, gen)
     for use_gather in (True, False):
         y = forward(x, alpha, beta, False, use_gather=use_gather)
         assert_matches_definition(y, x, alpha, beta, False)
@@ -411,8 +355,8 @@ def test_gpu_recompute_path_and_odd_shapes(snake_beta):
 @pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
 def test_gpu_backward(snake_beta):
     gen = torch.Generator().manual_seed(13)
-    x = make_input((2, 48, 4099), torch.float32, gen)
-    alpha, beta = make_params(48, snake_beta, True, gen)
+    x = random_input((2, 48, 4099), torch.float32, gen)
+    alpha, beta = random_parameters(48, snake_beta, True, gen)
     grad_y = torch.randn(2, 4099, 48, generator=gen).to(DEVICE).transpose(1, 2)
     expected = reference_grads(grad_y, x, alpha, beta, True)
     for use_gather in (True, False):
@@ -434,7 +378,7 @@ def test_gpu_row_longer_than_int32():
     x = torch.empty(1, 1, T, dtype=torch.bfloat16, device="cuda")
     x.normal_(0.0, 3.0, generator=torch.Generator("cuda").manual_seed(14)).clamp_(-10, 10)
     gen = torch.Generator().manual_seed(14)
-    alpha, beta = make_params(1, True, True, gen)
+    alpha, beta = random_parameters(1, True, True, gen)
     y = forward(x, alpha, beta, True)
     W = 300
     windows = [(0, W, 0, W - 6), (2**31 - W, 2**31 + W, 2**31 - W + 6, 2**31 + W - 6), (T - W, T, T - W + 6, T)]
@@ -451,11 +395,11 @@ def test_gpu_prepared_forward_alignment_classes_and_errors():
     """The directly launched kernels: unaligned views and T % 16 != 0 take the kernel compiled
     without those facts; equal outputs bitwise; wrong dtype or a Snake/SnakeBeta mix-up raises."""
     gen = torch.Generator().manual_seed(21)
-    alpha, beta = make_params(4, True, True, gen)
-    f = taps()
+    alpha, beta = random_parameters(4, True, True, gen)
+    f = published_filter()
     launch = prepared_forward(torch.bfloat16, True, True, DEVICE)
     for T, offset in ((1024, 0), (1024, 1), (1000, 0), (4099, 3), (1, 0)):
-        base = make_input((4 * T + offset,), torch.bfloat16, gen)
+        base = random_input((4 * T + offset,), torch.bfloat16, gen)
         x = base[offset:].view(1, 4, T)
         out = torch.full((4 * T + offset,), float("nan"), dtype=torch.bfloat16, device=DEVICE)[offset:].view(1, 4, T)
         launch(x, out, alpha, beta, f, f)
