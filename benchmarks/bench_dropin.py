@@ -80,7 +80,7 @@ def time_model(model, mels, device, warmup, repeats):
     return rows
 
 
-def first_packet_latency(model, config, device, frames: int, repeats: int, steady_packets: int) -> dict:
+def first_packet_latency(model, config, device, frames: int, repeats: int, steady_packets: int, cuda_graph: bool = False) -> dict:
     """Compute time from the start of a stream to its first packet, and of later one-frame packets."""
     mel = torch.randn(1, config.num_mels, frames, device=device)
 
@@ -90,7 +90,7 @@ def first_packet_latency(model, config, device, frames: int, repeats: int, stead
 
     first, steady = [], []
     for _ in range(repeats + 1):  # the first pass warms up
-        packets = stream(model, one_at_a_time())
+        packets = stream(model, one_at_a_time(), cuda_graph=cuda_graph)
         synchronize(device)
         t0 = time.perf_counter()
         next(packets)
@@ -161,6 +161,8 @@ def main(argv=None) -> int:
     stream_repeats = args.stream_repeats or (10 if on_gpu else 1)
     print(f"streaming {stream_frames} frames one at a time ...", file=sys.stderr)
     streaming = first_packet_latency(model, config, device, stream_frames, stream_repeats, steady_packets=5)
+    if on_gpu:  # the same stream with a CUDA graph per window shape (the first pass, untimed, captures)
+        streaming["graphed"] = first_packet_latency(model, config, device, stream_frames, stream_repeats, 5, cuda_graph=True)
 
     samples_per_frame = config.upsample_factor
     rows = []
@@ -220,6 +222,10 @@ def main(argv=None) -> int:
         f"first packet after {s['first_packet_compute_ms']:.2f} ms of compute; later {s['packet_audio_ms']:.2f} ms packets "
         f"take {steady} each (median)"
     )
+    if "graphed" in s:
+        g = s["graphed"]
+        later = f"{g['steady_packet_compute_ms']:.2f} ms" if g["steady_packet_compute_ms"] is not None else "n/a"
+        print(f"  with CUDA graphs: first packet after {g['first_packet_compute_ms']:.2f} ms; later packets {later}")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as f:
