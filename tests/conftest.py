@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 import sys
 
 import pytest
@@ -28,6 +29,15 @@ SMALL_OVERRIDES = dict(
     n_fft=16,
     win_size=16,
 )
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A writable copy of the tiny golden model folder (config.json and NVIDIA's .pt) in tmp_path."""
+    folder = tmp_path / "model"
+    shutil.copytree(TINY, folder)
+    (folder / "io.safetensors").unlink()
+    return folder
 
 
 def small_config(**overrides):

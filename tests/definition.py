@@ -28,26 +28,34 @@ def spec_filter() -> torch.Tensor:
     return f / f.sum()
 
 
-def definition(x, alpha, beta=None, alpha_logscale=True, up_filter=None, down_filter=None) -> torch.Tensor:
-    """y = down(act(up(x))) in float64 by the index formulas of docs/definition.md; returns float64."""
-    x = x.detach().to(torch.float64).cpu()
-    f_up = (spec_filter() if up_filter is None else up_filter.detach().reshape(-1)).to(torch.float64).cpu()
-    f_down = (spec_filter() if down_filter is None else down_filter.detach().reshape(-1)).to(torch.float64).cpu()
+def upsampled(x, up_filter=None, dtype=torch.float64) -> torch.Tensor:
+    """u of docs/definition.md (the 2x upsample, borders included), evaluated in ``dtype`` on the CPU."""
+    x = x.detach().to(dtype).cpu()
+    f_up = (spec_filter() if up_filter is None else up_filter.detach().reshape(-1)).to(dtype).cpu()
     T = x.shape[-1]
     n = torch.arange(2 * T)
-    u = torch.zeros(*x.shape[:-1], 2 * T, dtype=torch.float64)
+    u = torch.zeros(*x.shape[:-1], 2 * T, dtype=dtype)
     for k in range(12):
         use = (n + 15 - k) % 2 == 0
         src = torch.clamp(torch.div(n + 15 - k, 2, rounding_mode="floor") - 5, 0, T - 1)
-        u += torch.where(use, f_up[k] * x[..., src], torch.zeros((), dtype=torch.float64))
-    u = 2 * u
-    a = alpha.detach().to(torch.float64).cpu()[None, :, None]
-    b = a if beta is None else beta.detach().to(torch.float64).cpu()[None, :, None]
+        u += torch.where(use, f_up[k] * x[..., src], torch.zeros((), dtype=dtype))
+    return 2 * u
+
+
+def definition(x, alpha, beta=None, alpha_logscale=True, up_filter=None, down_filter=None, dtype=torch.float64) -> torch.Tensor:
+    """y = down(act(up(x))) by the index formulas of docs/definition.md, evaluated in ``dtype``
+    (float64: the yardstick of every test; float32: what a float32 evaluation with a precise sine
+    gives, for arguments too large for float32 to meet the absolute tolerances)."""
+    f_down = (spec_filter() if down_filter is None else down_filter.detach().reshape(-1)).to(dtype).cpu()
+    u = upsampled(x, up_filter, dtype)
+    T = x.shape[-1]
+    a = alpha.detach().to(dtype).cpu()[None, :, None]
+    b = a if beta is None else beta.detach().to(dtype).cpu()[None, :, None]
     if alpha_logscale:
         a, b = torch.exp(a), torch.exp(b)
     z = u + 1.0 / (b + 1e-9) * torch.sin(a * u) ** 2
     t = torch.arange(T)
-    y = torch.zeros_like(x)
+    y = torch.zeros(*x.shape, dtype=dtype)
     for k in range(12):
         y += f_down[k] * z[..., torch.clamp(2 * t + k - 5, 0, 2 * T - 1)]
     return y

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 
 import numpy as np
@@ -22,14 +21,6 @@ from bigvgan_fast.files import atomic_write
 from bigvgan_fast.wav import WavError, write_wav
 
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
-
-
-@pytest.fixture
-def model_dir(tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(TINY, folder)
-    (folder / "io.safetensors").unlink()
-    return folder
 
 
 def tiny_config() -> dict:

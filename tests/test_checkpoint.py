@@ -13,46 +13,38 @@ from bigvgan_fast import checkpoint
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    folder = tmp_path / "tiny"
-    shutil.copytree(TINY, folder)
-    (folder / "io.safetensors").unlink()
-    return folder
-
-
 def output(model, seed=0):
     mel = torch.randn(1, 80, 6, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         return model(mel)
 
 
-def test_convert_writes_folded_generator_with_config_and_same_output(tiny):
-    from_pt = BigVGAN.from_pretrained(tiny)
-    path = convert(tiny)
-    assert path == tiny / "generator.safetensors"
+def test_convert_writes_folded_generator_with_config_and_same_output(model_dir):
+    from_pt = BigVGAN.from_pretrained(model_dir)
+    path = convert(model_dir)
+    assert path == model_dir / "generator.safetensors"
     with safe_open(path, "pt") as f:
         keys = set(f.keys())
         metadata = f.metadata()
     assert not any(k.endswith(("weight_g", "weight_v")) for k in keys) and "conv_pre.weight" in keys
-    assert load_config(__import__("json").loads(metadata["config"])) == load_config(tiny)
-    from_st = BigVGAN.from_pretrained(tiny)  # the safetensors file wins now
+    assert load_config(__import__("json").loads(metadata["config"])) == load_config(model_dir)
+    from_st = BigVGAN.from_pretrained(model_dir)  # the safetensors file wins now
     assert torch.equal(output(from_st), output(from_pt))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_convert_half_precision(tiny, dtype):
-    convert(tiny, dtype=dtype)
-    with safe_open(tiny / "generator.safetensors", "pt") as f:
+def test_convert_half_precision(model_dir, dtype):
+    convert(model_dir, dtype=dtype)
+    with safe_open(model_dir / "generator.safetensors", "pt") as f:
         assert str(f.get_tensor("conv_pre.weight").dtype) == f"torch.{dtype}"
         assert f.get_tensor("activation_post.upsample.filter").dtype == torch.float32  # taps never rounded
-    model = BigVGAN.from_pretrained(tiny, dtype=torch.float32)
+    model = BigVGAN.from_pretrained(model_dir, dtype=torch.float32)
     ref = output(BigVGAN.from_pretrained(TINY))
     rel = (output(model) - ref).norm() / ref.norm()
     assert rel < (1e-2 if dtype == "bfloat16" else 2e-3), rel
 
 
-def test_failed_convert_leaves_no_partial_file(tiny, monkeypatch):
+def test_failed_convert_leaves_no_partial_file(model_dir, monkeypatch):
     import safetensors.torch
 
     def failing_save(tensors, filename, metadata=None):
@@ -62,37 +54,37 @@ def test_failed_convert_leaves_no_partial_file(tiny, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        convert(tiny)
-    assert sorted(os.listdir(tiny)) == ["bigvgan_generator.pt", "config.json"]
+        convert(model_dir)
+    assert sorted(os.listdir(model_dir)) == ["bigvgan_generator.pt", "config.json"]
 
 
-def test_missing_extra_and_misshaped_keys_are_listed(tiny):
-    sd = torch.load(tiny / "bigvgan_generator.pt", weights_only=True)["generator"]
+def test_missing_extra_and_misshaped_keys_are_listed(model_dir):
+    sd = torch.load(model_dir / "bigvgan_generator.pt", weights_only=True)["generator"]
     del sd["conv_pre.bias"]
     sd["conv_pre.extra"] = torch.zeros(1)
     sd["conv_post.weight_v"] = torch.zeros(1, 2, 7)
-    torch.save({"generator": sd}, tiny / "bigvgan_generator.pt")
+    torch.save({"generator": sd}, model_dir / "bigvgan_generator.pt")
     with pytest.raises(CheckpointError) as err:
-        BigVGAN.from_pretrained(tiny)
+        BigVGAN.from_pretrained(model_dir)
     text = str(err.value)
     assert "missing keys (1)" in text and "conv_pre.bias" in text
     assert "unexpected keys (1)" in text and "conv_pre.extra" in text
     assert "mis-shaped keys (1)" in text and "conv_post.weight_v: checkpoint (1, 2, 7), model (1, 1, 7)" in text
 
 
-def test_config_that_does_not_match_the_checkpoint(tiny):
-    h = load_config(tiny).to_dict()
+def test_config_that_does_not_match_the_checkpoint(model_dir):
+    h = load_config(model_dir).to_dict()
     h["upsample_initial_channel"] = 128
-    (tiny / "config.json").write_text(__import__("json").dumps(h))
+    (model_dir / "config.json").write_text(__import__("json").dumps(h))
     with pytest.raises(CheckpointError, match="does config.json describe this checkpoint"):
-        BigVGAN.from_pretrained(tiny)
+        BigVGAN.from_pretrained(model_dir)
 
 
-def test_truncated_checkpoint(tiny):
-    data = (tiny / "bigvgan_generator.pt").read_bytes()
-    (tiny / "bigvgan_generator.pt").write_bytes(data[: len(data) // 2])
+def test_truncated_checkpoint(model_dir):
+    data = (model_dir / "bigvgan_generator.pt").read_bytes()
+    (model_dir / "bigvgan_generator.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        BigVGAN.from_pretrained(tiny)
+        BigVGAN.from_pretrained(model_dir)
 
 
 class Evil:
@@ -100,19 +92,19 @@ class Evil:
         return (os.system, ("echo pwned",))
 
 
-def test_non_checkpoint_files_are_refused_without_unpickling(tiny):
-    (tiny / "bigvgan_generator.pt").write_bytes(pickle.dumps(Evil()))
+def test_non_checkpoint_files_are_refused_without_unpickling(model_dir):
+    (model_dir / "bigvgan_generator.pt").write_bytes(pickle.dumps(Evil()))
     with pytest.raises(CheckpointError, match="weights_only"):
-        BigVGAN.from_pretrained(tiny)
-    (tiny / "bigvgan_generator.pt").write_text("hello")
+        BigVGAN.from_pretrained(model_dir)
+    (model_dir / "bigvgan_generator.pt").write_text("hello")
     with pytest.raises(CheckpointError):
-        BigVGAN.from_pretrained(tiny)
-    torch.save({"generator": [1, 2]}, tiny / "bigvgan_generator.pt")
+        BigVGAN.from_pretrained(model_dir)
+    torch.save({"generator": [1, 2]}, model_dir / "bigvgan_generator.pt")
     with pytest.raises(CheckpointError, match="state dict"):
-        BigVGAN.from_pretrained(tiny)
-    (tiny / "generator.safetensors").write_bytes(b"\x00" * 10)
+        BigVGAN.from_pretrained(model_dir)
+    (model_dir / "generator.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="safetensors"):
-        BigVGAN.from_pretrained(tiny)
+        BigVGAN.from_pretrained(model_dir)
 
 
 def test_folder_without_weights_or_config(tmp_path):
@@ -147,18 +139,18 @@ def fake_hub(monkeypatch, tmp_path):
     return repos, calls
 
 
-def test_download_convert_load_round_trip(fake_hub, tiny, tmp_path):
+def test_download_convert_load_round_trip(fake_hub, model_dir, tmp_path):
     repos, calls = fake_hub
-    repos["nvidia/tiny"] = tiny
+    repos["nvidia/model_dir"] = model_dir
     target = tmp_path / "checkpoints" / "bigvgan"
-    assert download("nvidia/tiny", target) == target
+    assert download("nvidia/model_dir", target) == target
     assert sorted(os.listdir(target)) == ["bigvgan_generator.pt", "config.json"]
     reference = output(BigVGAN.from_pretrained(target))
     convert(target)
     assert torch.equal(output(BigVGAN.from_pretrained(target)), reference)
     # From the repo id: the hub has no generator.safetensors, so the .pt is used.
-    assert torch.equal(output(BigVGAN.from_pretrained("nvidia/tiny")), reference)
-    assert ("nvidia/tiny", "generator.safetensors") in calls and ("nvidia/tiny", "bigvgan_generator.pt") in calls
+    assert torch.equal(output(BigVGAN.from_pretrained("nvidia/model_dir")), reference)
+    assert ("nvidia/model_dir", "generator.safetensors") in calls and ("nvidia/model_dir", "bigvgan_generator.pt") in calls
 
 
 def test_download_failure_says_what_to_fetch_and_where(fake_hub, tmp_path):

@@ -23,13 +23,6 @@ def run(*args, env=None, check=True):
     return proc
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(TINY, folder)
-    return folder
-
-
 def test_bench_runs_on_cpu_without_download(tmp_path):
     out = run("bench", "--config", "bigvgan_v2_22khz_80band_256x", "--frames", "4", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "b.json"))
     assert "kHz of output" in out.stdout and "than real time" in out.stdout and "backend torch" in out.stdout

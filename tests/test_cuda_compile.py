@@ -101,27 +101,15 @@ def test_kernel_compiles_as_cxx20(source, tmp_path):
     assert done.returncode == 0, f"nvcc -std=c++20 failed for {source.name}:\n{done.stderr}{done.stdout}"
 
 
-def parse_ptxas_report(text: str) -> dict[str, dict[str, int]]:
-    """Per entry function in ``-Xptxas -v`` output: registers, stack frame, spill stores and loads."""
-    kernels: dict[str, dict[str, int]] = {}
-    current = None
-    for line in text.splitlines():
-        entry = re.search(r"Compiling entry function '([^']+)'", line)
-        if entry:
-            current = entry.group(1)
-            kernels[current] = {}
-            continue
-        if current is None:
-            continue
-        frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if frame:
-            kernels[current].update(
-                stack_frame=int(frame.group(1)), spill_stores=int(frame.group(2)), spill_loads=int(frame.group(3))
-            )
-        used = re.search(r"Used (\d+) registers", line)
-        if used:
-            kernels[current]["registers"] = int(used.group(1))
-    return kernels
+@functools.cache
+def cuda_sass():
+    """benchmarks/cuda_sass.py, which reads ptxas reports and counts SASS (one parser for both)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cuda_sass", ROOT / "benchmarks" / "cuda_sass.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @needs_nvcc
@@ -129,7 +117,11 @@ def parse_ptxas_report(text: str) -> dict[str, dict[str, int]]:
 def test_no_register_spills_on_sm90(source, tmp_path):
     done = _nvcc_compile(source, 90, tmp_path, "-Xptxas", "-v")
     assert done.returncode == 0, done.stderr
-    kernels = parse_ptxas_report(done.stderr + done.stdout)
+    kernels = {
+        name: report
+        for name, report in cuda_sass().ptxas_resources(done.stderr + done.stdout).items()
+        if "Compiling entry function '" + name in done.stderr + done.stdout
+    }
     expected = KERNEL_INSTANTIATIONS.get(source.name)
     assert kernels, f"ptxas reported no entry function for {source.name}:\n{done.stderr}"
     if expected is not None:
@@ -275,16 +267,11 @@ def test_sm90_hot_path_instruction_budget():
     """Issue 12's arithmetic target, counted in the sm_90 SASS by benchmarks/cuda_sass.py: at most 40
     FP32-pipe operations and exactly 2 MUFU (the two hardware sines) per output on the common path,
     every dtype, no spills."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cuda_sass", ROOT / "benchmarks" / "cuda_sass.py")
-    cuda_sass = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cuda_sass)
     try:
-        cuda_sass.find_cuobjdump()
+        cuda_sass().find_cuobjdump()
     except SystemExit as err:
         pytest.skip(str(err))
-    result = cuda_sass.count(CSRC / "anti_alias_activation.cu", 90)
+    result = cuda_sass().count(CSRC / "anti_alias_activation.cu", 90)
     assert sorted(result["kernels"]) == ["bfloat16", "float16", "float32"]
     for dtype, kernel in result["kernels"].items():
         hot = kernel["hot_path_per_output"]

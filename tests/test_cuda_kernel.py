@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from definition import FLOAT32_ATOL, assert_close_to_definition, definition, describe_mismatch
+from definition import FLOAT32_ATOL, assert_close_to_definition, definition, describe_mismatch, upsampled
 from kernel_cases import (
     CUDA_TILE,
     DTYPES,
@@ -38,38 +38,6 @@ def op():
     return library.cuda_op()  # imports bigvgan_fast._C and registers the fake implementation
 
 
-def upsampled(x, up) -> torch.Tensor:
-    """u of docs/definition.md step 2 in x's dtype (float32 or float64), on the CPU."""
-    x = x.detach().cpu()
-    f_up = up.detach().to(x.dtype).cpu()
-    T = x.shape[-1]
-    n = torch.arange(2 * T)
-    u = torch.zeros(*x.shape[:-1], 2 * T, dtype=x.dtype)
-    for k in range(12):
-        src = torch.clamp(torch.div(n + 15 - k, 2, rounding_mode="floor") - 5, 0, T - 1)
-        u += torch.where((n + 15 - k) % 2 == 0, f_up[k] * x[..., src], torch.zeros((), dtype=x.dtype))
-    return 2 * u
-
-
-def definition_float32(x, alpha, beta, logscale, up, down) -> torch.Tensor:
-    """The definition evaluated in float32 by the same index formulas (precise float32 sine): the
-    yardstick for arguments so large that float32 itself cannot meet SPEC's absolute tolerances."""
-    x = x.detach().float().cpu()
-    f_down = down.detach().float().cpu()
-    T = x.shape[-1]
-    u = upsampled(x, up)
-    a = alpha.detach().float().cpu()[None, :, None]
-    b = a if beta is None else beta.detach().float().cpu()[None, :, None]
-    if logscale:
-        a, b = torch.exp(a), torch.exp(b)
-    z = u + 1.0 / (b + 1e-9) * torch.sin(a * u) ** 2
-    t = torch.arange(T)
-    y = torch.zeros_like(x)
-    for k in range(12):
-        y += f_down[k] * z[..., torch.clamp(2 * t + k - 5, 0, 2 * T - 1)]
-    return y
-
-
 def assert_no_worse_than_float32(out, x, alpha, beta, logscale, up, down):
     """Past the fast sine's range (|a*u| >= 65536) the kernel takes the precise sine: its error against
     float64 may be as large as a float32 evaluation's, not larger. At such arguments both are
@@ -77,7 +45,7 @@ def assert_no_worse_than_float32(out, x, alpha, beta, logscale, up, down):
     two orders of operations, so the check allows 3x the reference's worst sample and 2x its L2 norm
     (plus 1 ulp of a half-precision output)."""
     exact = definition(x, alpha, beta, logscale, up, down)
-    float32 = definition_float32(x, alpha, beta, logscale, up, down).double()
+    float32 = definition(x, alpha, beta, logscale, up, down, dtype=torch.float32).double()
     values = out.detach().double().cpu()
     assert not values.isnan().any(), describe_mismatch(values, exact, 0.0)
     reference_err = (float32 - exact).abs()
@@ -105,7 +73,7 @@ def test_large_sine_arguments_take_the_slow_path(op, T, dtype):
     beta = 0.5 + torch.rand(C, generator=gen).to(DEVICE)
     up, down = asymmetric_filters(gen)
     out = call_poisoned(op, x, alpha, beta, up, down, False)
-    v = (alpha.double().cpu()[None, :, None] * upsampled(x.double(), up.double())).abs()
+    v = (alpha.double().cpu()[None, :, None] * upsampled(x, up)).abs()
     assert (v >= 65536).any() and (v < 65536).any(), "the case must straddle the fast path's limit"
     assert_no_worse_than_float32(out, x, alpha, beta, False, up, down)
 
