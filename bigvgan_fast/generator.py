@@ -56,9 +56,15 @@ class BigVGAN(nn.Module):
         self.ups.apply(init_conv_weights)
         self.conv_post.apply(init_conv_weights)
         self.use_tanh_at_final = h.use_tanh_at_final
+        # None: every module runs in its parameters' dtype; "mixed": see to_half_precision.
+        self.precision_mode: str | None = None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         self._check_mel(mel)
+        if self.precision_mode == "mixed":
+            from .precision import mixed_forward
+
+            return mixed_forward(self, mel)
         x = self.conv_pre(mel)
         for i in range(self.num_upsamples):
             for up in self.ups[i]:
@@ -106,6 +112,19 @@ class BigVGAN(nn.Module):
         remove_weight_norm(self)
         return self
 
+    def to_half_precision(self, dtype: torch.dtype = torch.bfloat16, mode: str = "mixed") -> "BigVGAN":
+        """Run in float16 or bfloat16 (in place; call it on the float32 model).
+
+        ``mode="mixed"``: the upsampling and AMP-block convolutions run in ``dtype``; the residual
+        stream, the block averages, ``conv_pre``, ``activation_post``, ``conv_post`` and the returned
+        waveform stay float32. In float16, overflow is caught: a convolution that overflows moves to
+        bfloat16 with a warning (see :mod:`bigvgan_fast.precision`). ``mode="cast"``: ``self.to(dtype)``.
+        State-dict keys do not change.
+        """
+        from .precision import to_half_precision
+
+        return to_half_precision(self, dtype, mode)
+
     # --- long and live inputs (bigvgan_fast.streaming) -------------------------------------------
 
     @property
@@ -139,6 +158,7 @@ class BigVGAN(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
+        precision: str = "mixed",
         cache_dir: str | None = None,
         local_files_only: bool = False,
         token: str | None = None,
@@ -148,16 +168,22 @@ class BigVGAN(nn.Module):
         The folder (or repo) holds ``config.json`` and ``generator.safetensors`` (written by
         ``python -m bigvgan_fast convert``) or NVIDIA's ``bigvgan_generator.pt``; the safetensors file
         wins when both exist. Checkpoints with or without weight norm load with ``strict=True``. The
-        model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``.
+        model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``. For float16
+        and bfloat16, ``precision`` picks the mode of :meth:`to_half_precision`: ``"mixed"`` (float32
+        residual stream and ends, float32 waveform) or ``"cast"`` (every parameter in ``dtype``).
         """
         from .checkpoint import load_generator_state_dict, resolve_checkpoint_files
+        from .precision import HALF_DTYPES, check_precision_mode
 
+        check_precision_mode(precision)
         config_path, weights_path = resolve_checkpoint_files(
             path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
         config = load_config(config_path)
         state_dict = load_generator_state_dict(weights_path)
         model = cls.from_state_dict(config, state_dict, source=str(weights_path), backend=backend)
+        if dtype in HALF_DTYPES:
+            return model.to(device=device).to_half_precision(dtype, precision)
         return model.to(device=device, dtype=dtype)
 
     @classmethod

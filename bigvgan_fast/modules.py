@@ -231,7 +231,11 @@ class AMPBlock1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acts1, acts2 = self.activations[::2], self.activations[1::2]
         for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts1, acts2):
-            x = x + c2(a2(c1(a1(x))))
+            # Each convolution reads its parameters' dtype: the mixed half-precision mode keeps x in
+            # float32 (bigvgan_fast.precision). A no-op when the dtypes already match. The bias, as
+            # under weight norm ``weight`` follows a cast only when the convolution next runs.
+            h = c1(a1(x).to(c1.bias.dtype))
+            x = x + c2(a2(h).to(c2.bias.dtype))
         return x
 
 
@@ -255,5 +259,5 @@ class AMPBlock2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c, a in zip(self.convs, self.activations):
-            x = x + c(a(x))
+            x = x + c(a(x).to(c.bias.dtype))  # see AMPBlock1.forward
         return x
