@@ -197,6 +197,7 @@ def _overflowing(model32, mel):
 
 
 def test_float16_guard_moves_overflowing_layers_to_bfloat16(model32, speech_mel):
+    speech_mel = speech_mel[..., :8]  # float16 convolutions are slow on the CPU
     model, names = _overflowing(model32, speech_mel)
     expected = _run(model, speech_mel)
     assert torch.isfinite(expected).all()
