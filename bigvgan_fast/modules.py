@@ -209,6 +209,16 @@ def _activations(count: int, kind: str, channels: int, alpha_logscale: bool, bac
     return nn.ModuleList([_make_activation(kind, channels, alpha_logscale, backend) for _ in range(count)])
 
 
+def _as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in ``conv``'s dtype: the mixed half-precision mode keeps the residual stream float32
+    (bigvgan_fast.precision). A no-op when the dtypes match, and under autocast, which casts the
+    convolution's input itself (a cast here would be undone there). The bias names the dtype: under
+    weight norm ``weight`` follows a cast only when the convolution next runs."""
+    if torch.is_autocast_enabled(x.device.type):
+        return x
+    return x.to(conv.bias.dtype)
+
+
 class AMPBlock1(nn.Module):
     """For each dilation d: ``x = x + c2(a2(c1(a1(x))))``, c1 dilated by d, c2 not."""
 
@@ -231,11 +241,8 @@ class AMPBlock1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acts1, acts2 = self.activations[::2], self.activations[1::2]
         for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts1, acts2):
-            # Each convolution reads its parameters' dtype: the mixed half-precision mode keeps x in
-            # float32 (bigvgan_fast.precision). A no-op when the dtypes already match. The bias, as
-            # under weight norm ``weight`` follows a cast only when the convolution next runs.
-            h = c1(a1(x).to(c1.bias.dtype))
-            x = x + c2(a2(h).to(c2.bias.dtype))
+            h = c1(_as_input_of(c1, a1(x)))
+            x = x + c2(_as_input_of(c2, a2(h)))
         return x
 
 
@@ -259,5 +266,5 @@ class AMPBlock2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c, a in zip(self.convs, self.activations):
-            x = x + c(a(x).to(c.bias.dtype))  # see AMPBlock1.forward
+            x = x + c(_as_input_of(c, a(x)))
         return x
