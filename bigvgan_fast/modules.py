@@ -214,9 +214,10 @@ def _as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     (bigvgan_fast.precision). A no-op when the dtypes match, and under autocast, which casts the
     convolution's input itself (a cast here would be undone there). The bias names the dtype: under
     weight norm ``weight`` follows a cast only when the convolution next runs."""
-    if torch.is_autocast_enabled(x.device.type):
+    dtype = conv.bias.dtype
+    if x.dtype == dtype or torch.is_autocast_enabled(x.device.type):
         return x
-    return x.to(conv.bias.dtype)
+    return x.to(dtype)
 
 
 class AMPBlock1(nn.Module):

@@ -240,3 +240,25 @@ def test_float16_guard_raises_when_it_cannot_repair(model32, speech_mel):
     bad_mel[0, 3, 5] = float("nan")
     with pytest.raises(ValueError, match="mel holds NaN or inf"):
         _run(model, bad_mel)
+
+
+def test_float32_model_under_autocast_unchanged_by_the_casts(official_init32):
+    # The AMP blocks' casts to the convolution dtype stand aside under autocast, which casts itself.
+    mel = torch.randn(1, 80, 6, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        exact = official_init32(mel)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = official_init32(mel)
+    assert auto.dtype == torch.bfloat16
+    assert relative_l2(auto, exact) < 2e-2
+
+
+def test_amp_block_cast_helper():
+    from bigvgan_fast.modules import _as_input_of
+
+    conv = torch.nn.Conv1d(2, 2, 3)
+    x = torch.randn(1, 2, 5).bfloat16()
+    assert _as_input_of(conv, x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _as_input_of(conv, x) is x
+    assert _as_input_of(conv.bfloat16(), x) is x
