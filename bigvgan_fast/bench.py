@@ -18,6 +18,8 @@ from .anti_alias import policy
 from .config import load_config
 from .generator import BigVGAN
 from .modules import Activation1d
+from .precision import syncs_each_call
+from .streaming import input_dtype
 from .timing import measure, synchronize
 
 
@@ -47,6 +49,7 @@ def bench_generator(
     batch: int = 1,
     device: torch.device,
     dtype: torch.dtype,
+    precision: str = "mixed",
     backend: str = "auto",
     repeats: int,
     warmup: int,
@@ -56,17 +59,24 @@ def bench_generator(
 ) -> dict:
     """Time ``config``'s generator on a random (batch, num_mels, frames) mel; see the module docstring.
 
-    ``cuda_graph`` None: graphed as well as eager on a GPU, eager only on a CPU. ``conv_only``
-    replaces every anti-aliased activation with identity: the cost of everything else.
+    ``cuda_graph`` None: graphed as well as eager on a GPU (unless the model's float16 guard
+    reads its output, which a graph cannot hold), eager only on a CPU. ``precision``: the half
+    precision mode ("mixed" or "cast", see :mod:`bigvgan_fast.precision`). ``conv_only`` replaces
+    every anti-aliased activation with identity: the cost of everything else.
     """
     h = load_config(config)
     torch.manual_seed(0)
-    model = BigVGAN(h, backend=backend, use_weight_norm=False).eval().to(device=device, dtype=dtype)
+    model = BigVGAN(h, backend=backend, use_weight_norm=False).eval().to(device)
+    if dtype in (torch.float16, torch.bfloat16):
+        model.to_half_precision(dtype, precision)
+    else:
+        model.to(dtype)
+        precision = "full"
     if conv_only:
         for module in model.modules():
             if isinstance(module, Activation1d):
                 module.forward = _Identity().forward
-    mel = torch.randn(batch, h.num_mels, frames, device=device, dtype=dtype)
+    mel = torch.randn(batch, h.num_mels, frames, device=device, dtype=input_dtype(model))
     samples = batch * frames * h.upsample_factor
     audio_s = samples / batch / h.sampling_rate
     ran = "none (conv_only)" if conv_only else policy.choose(backend, device.type, dtype, False)
@@ -79,6 +89,7 @@ def bench_generator(
         "config": config,
         "device": device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "precision": precision,
         "backend_requested": backend,
         "backend": ran,
         "batch": batch,
@@ -90,7 +101,7 @@ def bench_generator(
     }
     modes = {"eager": eager}
     if cuda_graph is None:
-        cuda_graph = device.type == "cuda"
+        cuda_graph = device.type == "cuda" and not syncs_each_call(model)
     if cuda_graph:
         from .graphs import GraphRunner
 
@@ -117,7 +128,7 @@ def real_time(factor: float) -> str:
 
 def format_result(result: dict) -> str:
     lines = [
-        f"{result['config']} | {result['device']} | {result['dtype']} | backend {result['backend']}"
+        f"{result['config']} | {result['device']} | {result['dtype']} ({result['precision']}) | backend {result['backend']}"
         + (f" (asked: {result['backend_requested']})" if result["backend_requested"] != result["backend"] else "")
         + f" | batch {result['batch']} x {result['frames']} frames = {result['audio_seconds']:.2f} s of audio"
     ]

@@ -217,7 +217,7 @@ def cmd_vocode(args) -> int:
     if note:
         _progress("note: " + note)
     model = BigVGAN.from_state_dict(h, load_generator_state_dict(weights_path), source=str(weights_path), backend=args.backend)
-    model = model.to(device)
+    model = _in_precision(model.to(device), dtype, args.precision)
     backend = choose(args.backend, device.type, dtype, False)
     if args.backend == "auto":
         backend += " (auto)"
@@ -226,10 +226,9 @@ def cmd_vocode(args) -> int:
     _progress(f"vocoding {frames} mel frames ({audio_seconds:.2f} s of audio), backend {backend}, {args.dtype}")
     progress = _VocodeProgress(model, frames, args.chunk_frames)
     try:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            audio = model.synthesize(
-                mel.to(device), chunk_frames=args.chunk_frames, progress=progress.chunk_done, cuda_graph=_graph_switch(args)
-            )
+        audio = model.synthesize(
+            mel.to(device), chunk_frames=args.chunk_frames, progress=progress.chunk_done, cuda_graph=_graph_switch(args)
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
     finally:
@@ -244,6 +243,14 @@ def cmd_vocode(args) -> int:
 
 
 # --- bench ---------------------------------------------------------------------------------------
+
+
+def _in_precision(model, dtype: torch.dtype, precision: str):
+    """The float32 ``model`` in ``dtype``: half precision by ``precision`` ("mixed" or "cast", see
+    bigvgan_fast.precision), or a plain cast for float32 / float64."""
+    if dtype in (torch.float16, torch.bfloat16):
+        return model.to_half_precision(dtype, precision)
+    return model.to(dtype)
 
 
 def _graph_switch(args) -> bool | None:
@@ -265,6 +272,7 @@ def cmd_bench(args) -> int:
         batch=args.batch,
         device=device,
         dtype=DTYPES[args.dtype],
+        precision=args.precision,
         backend=args.backend,
         repeats=args.repeats if args.repeats is not None else (50 if on_gpu else 3),
         warmup=args.warmup if args.warmup is not None else (10 if on_gpu else 1),
@@ -336,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_REPO_ID, help="model folder or Hugging Face repo id")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
+                   help="with a half --dtype: mixed (float32 residual stream and ends) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--chunk-frames", type=_count(1), default=1024, help="vocode long inputs in exact chunks of this many frames")
     p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",
@@ -348,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_count(1), default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
+                   help="with a half --dtype: mixed (float32 residual stream and ends) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",
                    help="also time the forward replayed from a CUDA graph (auto: on a CUDA device)")

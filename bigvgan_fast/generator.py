@@ -11,12 +11,14 @@ from torch import nn
 from .anti_alias import check_backend_name
 from .checkpoint import check_state_dict, load_generator_state_dict, resolve_checkpoint_files
 from .config import DEFAULT_REPO_ID, load_config
+from .precision import HALF_DTYPES, check_precision_mode, mixed_forward, to_half_precision
 from .modules import (
     Activation1d,
     AMPBlock1,
     AMPBlock2,
     _make_activation,
     apply_weight_norm,
+    as_input_of,
     init_conv_weights,
     remove_weight_norm,
 )
@@ -70,19 +72,37 @@ class BigVGAN(nn.Module):
         self.ups.apply(init_conv_weights)
         self.conv_post.apply(init_conv_weights)
         self.use_tanh_at_final = h.use_tanh_at_final
+        # None: every module runs in its parameters' dtype; "mixed": see to_half_precision.
+        self.precision_mode: str | None = None
+        # The default of synthesize()/stream()'s cuda_graph (None: on for CUDA inputs).
+        self.cuda_graphs: bool | None = None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         check_mel(mel, self.config.num_mels)
-        x = self.conv_pre(mel.to(input_dtype(self)))
+        if self.precision_mode == "mixed":
+            return mixed_forward(self, mel)
+        return self.final_activation(self.waveform_before_clamp(mel))
+
+    def waveform_before_clamp(self, mel: torch.Tensor, residual_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Everything before the final tanh / clamp. Each convolution reads its parameters' dtype; with
+        ``residual_dtype`` (float32 in the mixed half-precision mode) every layer's output, the residual
+        stream and the block averages are kept in it."""
+
+        def residual(t: torch.Tensor) -> torch.Tensor:
+            return t if residual_dtype is None else t.to(residual_dtype)
+
+        x = residual(self.conv_pre(mel.to(input_dtype(self))))
         for i in range(self.num_upsamples):
             for up in self.ups[i]:
-                x = up(x)
+                x = residual(up(as_input_of(up, x)))
             xs = self.resblocks[i * self.num_kernels](x)
             for j in range(1, self.num_kernels):
                 xs = xs + self.resblocks[i * self.num_kernels + j](x)
             x = xs / self.num_kernels
         x = self.activation_post(x)
-        x = self.conv_post(x)
+        return residual(self.conv_post(as_input_of(self.conv_post, x)))
+
+    def final_activation(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x) if self.use_tanh_at_final else torch.clamp(x, min=-1.0, max=1.0)
 
     # --- backends and weight norm ---------------------------------------------------------------
@@ -105,6 +125,17 @@ class BigVGAN(nn.Module):
         """Fold weight norm into plain weights (for inference); a no-op when already folded."""
         remove_weight_norm(self)
         return self
+
+    def to_half_precision(self, dtype: torch.dtype = torch.bfloat16, mode: str = "mixed") -> "BigVGAN":
+        """Run in float16 or bfloat16 (in place; call it on the float32 model).
+
+        ``mode="mixed"``: the upsampling and AMP-block convolutions run in ``dtype``; the residual
+        stream, the block averages, ``conv_pre``, ``activation_post``, ``conv_post`` and the returned
+        waveform stay float32. In float16, overflow is caught: a convolution that overflows moves to
+        bfloat16 with a warning (see :mod:`bigvgan_fast.precision`). ``mode="cast"``: ``self.to(dtype)``.
+        State-dict keys do not change.
+        """
+        return to_half_precision(self, dtype, mode)
 
     # --- long and live inputs (bigvgan_fast.streaming) -------------------------------------------
 
@@ -149,6 +180,8 @@ class BigVGAN(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
+        precision: str = "mixed",
+        cuda_graphs: bool | None = None,
         cache_dir: str | None = None,
         local_files_only: bool = False,
         token: str | None = None,
@@ -158,14 +191,24 @@ class BigVGAN(nn.Module):
         The folder (or repo) holds ``config.json`` and ``generator.safetensors`` (written by
         ``python -m bigvgan_fast convert``) or NVIDIA's ``bigvgan_generator.pt``; the safetensors file
         wins when both exist. Checkpoints with or without weight norm load with ``strict=True``. The
-        model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``.
+        model comes back in eval mode with weight norm folded, on ``device`` in ``dtype``. For float16
+        and bfloat16, ``precision`` picks the mode of :meth:`to_half_precision`: ``"mixed"`` (float32
+        residual stream and ends, float32 waveform) or ``"cast"`` (every parameter in ``dtype``).
+        ``cuda_graphs`` becomes the model's default for :meth:`synthesize` and :meth:`stream` (None: on
+        for CUDA inputs).
         """
+        check_precision_mode(precision)
+        if cuda_graphs is not None and not isinstance(cuda_graphs, bool):
+            raise TypeError(f"cuda_graphs must be True, False or None, got {cuda_graphs!r}")
         config_path, weights_path = resolve_checkpoint_files(
             path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
         config = load_config(config_path)
         state_dict = load_generator_state_dict(weights_path)
         model = cls.from_state_dict(config, state_dict, source=str(weights_path), backend=backend)
+        model.cuda_graphs = cuda_graphs
+        if dtype in HALF_DTYPES:
+            return model.to(device=device).to_half_precision(dtype, precision)
         return model.to(device=device, dtype=dtype)
 
     @classmethod

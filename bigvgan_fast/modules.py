@@ -260,6 +260,19 @@ def _activations(count: int, kind: str, channels: int, alpha_logscale: bool, bac
     return nn.ModuleList([_make_activation(kind, channels, alpha_logscale, backend) for _ in range(count)])
 
 
+def as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in ``conv``'s dtype: the mixed half-precision mode keeps the residual stream float32
+    (bigvgan_fast.precision). A no-op when the dtypes match, and under autocast, which casts the
+    convolution's input itself (a cast here would be undone there). A parameter names the dtype
+    (the bias, else ``weight_v`` or ``weight``): under weight norm ``weight`` follows a cast only
+    when the convolution next runs."""
+    reference = conv.bias if conv.bias is not None else getattr(conv, "weight_v", conv.weight)
+    dtype = reference.dtype
+    if x.dtype == dtype or torch.is_autocast_enabled(x.device.type):
+        return x
+    return x.to(dtype)
+
+
 class AMPBlock1(nn.Module):
     """For each dilation d: ``x = x + c2(a2(c1(a1(x))))``, c1 dilated by d, c2 not."""
 
@@ -282,7 +295,8 @@ class AMPBlock1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acts1, acts2 = self.activations[::2], self.activations[1::2]
         for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts1, acts2):
-            x = x + c2(a2(c1(a1(x))))
+            h = c1(as_input_of(c1, a1(x)))
+            x = x + c2(as_input_of(c2, a2(h)))
         return x
 
 
@@ -306,5 +320,5 @@ class AMPBlock2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c, a in zip(self.convs, self.activations):
-            x = x + c(a(x))
+            x = x + c(as_input_of(c, a(x)))
         return x

@@ -35,6 +35,16 @@ def test_bench_runs_on_cpu_without_download(tmp_path):
     assert eager["min_ms"] <= eager["median_ms"] <= eager["max_ms"] and eager["mhz"] > 0 and eager["first_call_ms"] > 0
 
 
+def test_bench_half_precision_modes(tmp_path):
+    for precision in ("mixed", "cast"):
+        out = run("bench", "--config", "bigvgan_v2_22khz_80band_256x", "--frames", "2", "--repeats", "1", "--warmup", "0",
+                  "--dtype", "bfloat16", "--precision", precision, "--json", str(tmp_path / f"{precision}.json"))
+        assert f"bfloat16 ({precision})" in out.stdout
+        import json
+
+        assert json.loads((tmp_path / f"{precision}.json").read_text())["precision"] == precision
+
+
 def test_doctor_names_auto_backend_and_reasons():
     out = run("doctor", env={"TRITON_INTERPRET": "0"}).stdout
     assert "torch" in out and "<- auto" in out
