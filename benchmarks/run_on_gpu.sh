@@ -47,9 +47,15 @@ step generator at TTS sizes, eager and graphed, with NVIDIA fused in the same ru
 timeout 150 python benchmarks/bench_tts.py --repeats 20 --out "$OUT/tts.json" > "$OUT/tts.txt" 2>&1
 tail -14 "$OUT/tts.txt"
 
-step half precision quality and speed
-timeout 60 python benchmarks/bench_quality.py --device cuda --out "$OUT/quality.json" > "$OUT/quality.txt" 2>&1
-tail -14 "$OUT/quality.txt"
+step half precision speed, mixed against cast
+for frames in 256 2048; do
+  for dtype in bfloat16 float16; do
+    for precision in cast mixed; do
+      timeout 30 python -m bigvgan_fast bench --frames "$frames" --dtype "$dtype" --precision "$precision" --repeats 20 --warmup 3 \
+        --json "$OUT/half-$dtype-$precision-$frames.json" 2>> "$OUT/half-stderr.txt" | tail -2
+    done
+  done
+done | tee "$OUT/half.txt"
 
 step activation backward benchmark and training step
 timeout 60 python benchmarks/bench_activation.py --backward --frames 2048 --dtypes float32 bfloat16 --backends torch triton \
