@@ -223,7 +223,8 @@ def cmd_vocode(args) -> int:
         backend += " (auto)"
     frames = mel.shape[-1]
     audio_seconds = frames * h.upsample_factor / h.sampling_rate
-    _progress(f"vocoding {frames} mel frames ({audio_seconds:.2f} s of audio), backend {backend}, {args.dtype}")
+    precision = f"{args.dtype} ({args.precision})" if dtype in (torch.float16, torch.bfloat16) else args.dtype
+    _progress(f"vocoding {frames} mel frames ({audio_seconds:.2f} s of audio), backend {backend}, {precision}")
     progress = _VocodeProgress(model, frames, args.chunk_frames)
     try:
         audio = model.synthesize(
@@ -237,7 +238,7 @@ def cmd_vocode(args) -> int:
     write_wav(args.output, audio, h.sampling_rate)
     print(
         f"wrote {args.output}: {audio_seconds:.2f} s at {h.sampling_rate} Hz in {elapsed:.2f} s, "
-        f"{_speed(audio_seconds, elapsed)} | weights {weights_path} | backend {backend} | {args.dtype} on {device}"
+        f"{_speed(audio_seconds, elapsed)} | weights {weights_path} | backend {backend} | {precision} on {device}"
     )
     return 0
 
