@@ -123,6 +123,25 @@ class DownSample1d(nn.Module):
         return self.lowpass(x)
 
 
+def fused_inference_call(name: str, x: torch.Tensor, act: nn.Module, upsample_taps: tuple, downsample_taps: tuple):
+    """The lean inference call of fused backend ``name`` for inputs like ``x``: ``run(x)`` makes one op
+    call, reading ``act``'s alpha (and beta) from its parameter dictionary at every call, so
+    reassigned or reloaded parameters are used at once. ``upsample_taps`` / ``downsample_taps``:
+    ``(dictionary, key)`` where each call finds the 12 float32 taps (a module's buffer dictionary)."""
+    parameters = act._parameters
+    has_beta = parameters.get("beta") is not None
+    op = library.inference_launcher(name, x.device, x.dtype, has_beta, bool(act.alpha_logscale), parameters["alpha"].dtype)
+    (up_dict, up_key), (down_dict, down_key) = upsample_taps, downsample_taps
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous():  # e.g. a transposed input to a lone module
+            x = x.contiguous()
+        beta = parameters["beta"] if has_beta else None
+        return op(x, parameters["alpha"], beta, up_dict[up_key], down_dict[down_key])
+
+    return run
+
+
 class Activation1d(nn.Module):
     """Anti-aliased activation: ``downsample(act(upsample(x)))``.
 
@@ -201,20 +220,9 @@ class Activation1d(nn.Module):
         name = policy.choose(self.backend, x.device.type, x.dtype, False)
         if name == "torch":
             return self._unfused_forward
-        parameters = self.act._parameters
-        has_beta = "beta" in parameters
-        op = library.inference_launcher(
-            name, x.device, x.dtype, has_beta, bool(self.act.alpha_logscale), parameters["alpha"].dtype
+        return fused_inference_call(
+            name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter")
         )
-        up_buffers, down_buffers = self.upsample._buffers, self.downsample.lowpass._buffers
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            if not x.is_contiguous():  # e.g. a transposed input to a lone module
-                x = x.contiguous()
-            beta = parameters["beta"] if has_beta else None
-            return op(x, parameters["alpha"], beta, up_buffers["filter"], down_buffers["filter"])
-
-        return run
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
