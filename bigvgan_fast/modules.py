@@ -268,14 +268,19 @@ def _activations(count: int, kind: str, channels: int, alpha_logscale: bool, bac
     return nn.ModuleList([_make_activation(kind, channels, alpha_logscale, backend) for _ in range(count)])
 
 
+def parameter_dtype(conv: nn.Module) -> torch.dtype:
+    """The dtype a convolution computes in, named by a parameter (the bias, else ``weight_v`` or
+    ``weight``): under weight norm the attribute ``weight`` follows a cast only when the convolution
+    next runs."""
+    reference = conv.bias if conv.bias is not None else getattr(conv, "weight_v", conv.weight)
+    return reference.dtype
+
+
 def as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` in ``conv``'s dtype: the mixed half-precision mode keeps the residual stream float32
     (bigvgan_fast.precision). A no-op when the dtypes match, and under autocast, which casts the
-    convolution's input itself (a cast here would be undone there). A parameter names the dtype
-    (the bias, else ``weight_v`` or ``weight``): under weight norm ``weight`` follows a cast only
-    when the convolution next runs."""
-    reference = conv.bias if conv.bias is not None else getattr(conv, "weight_v", conv.weight)
-    dtype = reference.dtype
+    convolution's input itself (a cast here would be undone there)."""
+    dtype = parameter_dtype(conv)
     if x.dtype == dtype or torch.is_autocast_enabled(x.device.type):
         return x
     return x.to(dtype)

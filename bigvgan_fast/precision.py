@@ -40,6 +40,8 @@ import warnings
 import torch
 from torch import nn
 
+from .modules import parameter_dtype
+
 MODES = ("mixed", "cast")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 RESIDUAL_DTYPE = torch.float32
@@ -115,14 +117,8 @@ def syncs_each_call(model) -> bool:
     return getattr(model, "precision_mode", None) == "mixed" and _guards_float16(model)
 
 
-def _dtype_of(conv: nn.Module) -> torch.dtype:
-    """A convolution's parameter dtype (under weight norm ``weight`` follows a cast only when the
-    convolution next runs)."""
-    return next(conv.parameters()).dtype
-
-
 def _guards_float16(model) -> bool:
-    return any(_dtype_of(conv) == torch.float16 for conv in half_convolutions(model))
+    return any(parameter_dtype(conv) == torch.float16 for conv in half_convolutions(model))
 
 
 def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
@@ -148,14 +144,14 @@ def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
         finally:
             for handle in handles:
                 handle.remove()
-        if bool(torch.isfinite(x).all()) or not first or _dtype_of(first[0]) != torch.float16:
+        if bool(torch.isfinite(x).all()) or not first or parameter_dtype(first[0]) != torch.float16:
             break
         first[0].to(FALLBACK_DTYPE)
         moved.append(names[id(first[0])])
     if moved:
         _warn_fallback(moved, "float16 overflowed in or before them (the model keeps this)")
     if not bool(torch.isfinite(x).all()):
-        where = f"; first at {names[id(first[0])]} ({_dtype_of(first[0])})" if first else ""
+        where = f"; first at {names[id(first[0])]} ({parameter_dtype(first[0])})" if first else ""
         raise FloatingPointError(
             f"the float16 model's waveform is not finite although the mel is{where}"
             + (f", after moving {len(moved)} convolution(s) to bfloat16" if moved else "")

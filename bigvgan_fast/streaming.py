@@ -67,6 +67,7 @@ from torch import nn
 
 from .anti_alias.reference import FILTER_TAPS
 from .config import BigVGANConfig, load_config
+from .modules import parameter_dtype
 from .precision import syncs_each_call
 
 # An anti-aliased activation's output y[t] depends on x[t-5 .. t+5]: the downsample reads
@@ -190,8 +191,8 @@ def check_mel(mel, num_mels: int) -> None:
 def input_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype ``model``'s first layer (``conv_pre``) computes in, to which a mel of another float
     dtype is converted; None for a model without one (then the mel goes in as it is)."""
-    weight = getattr(getattr(model, "conv_pre", None), "weight", None)
-    return None if weight is None else weight.dtype
+    first = getattr(model, "conv_pre", None)
+    return None if first is None else parameter_dtype(first)
 
 
 def _vocode(model: nn.Module, mel: torch.Tensor, hop: int, run: Callable | None = None) -> torch.Tensor:

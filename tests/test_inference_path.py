@@ -211,3 +211,14 @@ def test_gpu_graph_replay_equals_eager_and_graphed_synthesis_is_exact(dtype):
     with torch.inference_mode():
         eager = model(mel)
     assert torch.equal(runner(mel), eager) and len(runner.captures) == 2
+
+
+def test_a_mel_in_another_dtype_meets_a_cast_weight_normed_model():
+    """The model converts the mel to its first layer's dtype, read from a parameter: under weight norm
+    the attribute ``weight`` keeps its old dtype until the layer next runs."""
+    model = BigVGAN(small_config(), use_weight_norm=True).eval()
+    mel = torch.randn(1, SMALL_OVERRIDES["num_mels"], 6, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        model(mel)
+        model.double()
+        assert model(mel).dtype == torch.float64
