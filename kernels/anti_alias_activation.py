@@ -3,8 +3,9 @@
 One file for the op (Liger-Kernel style): the ``@triton.jit`` forward and backward kernels, their
 helpers and the host launchers :func:`anti_alias_activation_forward` and
 :func:`anti_alias_activation_backward`. The definition they implement is docs/definition.md's (and
-``bigvgan_fast.anti_alias.reference.anti_alias_activation_ref``'s); ``tests/test_triton_kernel.py`` checks
-every output sample, borders included, against a float64 evaluation of it.
+``bigvgan_fast.anti_alias.reference.anti_alias_activation_ref``'s); ``tests/test_fused_forward.py`` and
+``tests/test_triton_kernel.py`` check every output sample, borders included, against a float64
+evaluation of it.
 
 Polyphase form used throughout (f_up, f_down: the 12 taps; x, g_y zero-based; m, t in [0, T)):
 
