@@ -88,7 +88,7 @@ FLOAT32_ATOL = 2e-5
 FLOAT32_REL_L2 = 1e-6
 # Float32 math is off the exact result by up to ~2e-6 on |x| <= 10 (cancellation between the ~10x
 # larger upsampled samples; the float32 tests see 1.8e-6 at most). Where a half-precision output's
-# ulp is finer than that (|y| below ~2e-3 in float16, ~3e-4 in bfloat16), SPEC's "1 ulp" cannot be
+# ulp is finer than that (|y| below ~2e-3 in float16, ~3e-4 in bfloat16), the definition's "1 ulp" cannot be
 # met by any float32 computation, so such samples may be off by this much on top of the 1 ulp.
 FLOAT32_MATH_ERROR = 4e-6
 

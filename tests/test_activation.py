@@ -46,7 +46,7 @@ def test_reference_matches_golden_and_definition(case):
     n = case["name"]
     x, alpha, beta, y = g[n + ".x"], g[n + ".alpha"], g.get(n + ".beta"), g[n + ".y"]
     assert (beta is None) == (case["activation"] == "snake")
-    # The test's definition is the SPEC text; it must reproduce the official golden exactly.
+    # The test's definition is docs/definition.md's text; it must reproduce the official golden exactly.
     torch.testing.assert_close(definition(x, alpha, beta, case["alpha_logscale"]), y, rtol=0, atol=1e-12)
     out = anti_alias_activation(x, alpha, beta, alpha_logscale=case["alpha_logscale"], backend="torch")
     assert out.shape == y.shape and out.dtype == torch.float64

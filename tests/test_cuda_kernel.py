@@ -106,7 +106,7 @@ def test_border_samples_with_large_and_small_sine_arguments(op, T, dtype):
     interior = ~torch.zeros(T, dtype=torch.bool)
     interior[: min(T, 12)] = False
     interior[max(0, T - 12) :] = False
-    if interior.any():  # away from the large ends (12 > the 6-sample reach), SPEC's tolerance holds
+    if interior.any():  # away from the large ends (12 > the 6-sample reach), the definition's tolerance holds
         expected = definition(x_large, alpha, beta, False, up, down)
         assert_close_to_definition(out[..., interior.to(DEVICE)], expected[..., interior])
 

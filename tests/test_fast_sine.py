@@ -183,7 +183,7 @@ def kernel_algorithm(x, alpha, beta, logscale, up, down, hardware_error):
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("logscale", [True, False], ids=["logscale", "linear"])
 def test_kernel_algorithm_meets_spec_with_the_worst_hardware_sine(dtype, logscale):
-    """The kernel's algorithm (a-scaled z, fast sine) within SPEC's tolerances of the float64
+    """The kernel's algorithm (a-scaled z, fast sine) within the definition's tolerances (docs/definition.md) of the float64
     definition, borders included, with the hardware sine off by its full documented error in either
     direction: what the GPU tests check on the real kernel."""
     import sys

@@ -202,7 +202,7 @@ def _look_alike_activation(C):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("kind", ["ours", "accelerated look-alike"])
 def test_half_precision_model_fuses_with_float32_taps(dtype, kind):
-    """A model cast to bf16/fp16 rounds its filter buffers; the fused op must still meet SPEC's
+    """A model cast to bf16/fp16 rounds its filter buffers; the fused op must still meet the definition's
     1-ulp standard (rounded bf16 taps sum to 1.0011 and fail it on ~9% of samples)."""
     C, T = 3, 40
     gen = torch.Generator().manual_seed(12)

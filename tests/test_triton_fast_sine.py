@@ -97,7 +97,7 @@ def test_nonfinite_arguments_give_nan():
 def test_large_activation_arguments_through_the_kernel():
     """a*u up to ~1.5e4 (fast path) and ~1.5e6 (precise path) through the whole forward: there a
     float32 u is off by ~1e-6 relative, which moves sin(a u) by up to ~1e-1, so no float32
-    evaluation meets 2e-5; SPEC asks the fast path to be no worse than one. The float32 evaluation
+    evaluation meets 2e-5; the definition asks the fast path to be no worse than one. The float32 evaluation
     is the reference path run in float32 (precise sine)."""
     from bigvgan_fast.anti_alias.reference import anti_alias_activation_ref, default_filter
     from definition import definition
