@@ -42,13 +42,12 @@ WARMUP_CALLS = 2  # the first call chooses cuDNN algorithms and compiles Triton 
 
 @dataclasses.dataclass
 class Capture:
-    """One captured shape: its graph, its static input and output, and what capturing it cost."""
+    """One captured shape: its graph and its static input and output (what capturing it cost is in
+    :attr:`GraphRunner.captures`)."""
 
     graph: torch.cuda.CUDAGraph
     static_input: torch.Tensor
     static_output: torch.Tensor
-    warmup_ms: float
-    capture_ms: float
 
 
 def _parameter_signature(model: nn.Module) -> tuple:
@@ -104,7 +103,7 @@ class GraphRunner:
         self.captures.append(
             {"shape": tuple(mel.shape), "dtype": str(mel.dtype).removeprefix("torch."), "warmup_ms": warmup_ms, "capture_ms": capture_ms}
         )
-        return Capture(graph, static_input, static_output, warmup_ms, capture_ms)
+        return Capture(graph, static_input, static_output)
 
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         model = self._model()

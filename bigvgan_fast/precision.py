@@ -46,6 +46,7 @@ MODES = ("mixed", "cast")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 RESIDUAL_DTYPE = torch.float32
 FALLBACK_DTYPE = torch.bfloat16
+GUARD_ATTRIBUTE = "_float16_guard"  # set by to_half_precision (see _note_guard)
 
 
 def check_precision_mode(mode) -> None:
@@ -90,7 +91,14 @@ def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "m
     if too_large:
         _warn_fallback(too_large, "their weights exceed float16's range")
     model.precision_mode = "mixed"
+    _note_guard(model)
     return model
+
+
+def _note_guard(model) -> None:
+    """Record whether any half convolution runs in float16 (then every forward checks its output):
+    decided when the mode is set and when the guard moves a layer, not walked at every call."""
+    setattr(model, GUARD_ATTRIBUTE, any(parameter_dtype(conv) == torch.float16 for conv in half_convolutions(model)))
 
 
 def _warn_fallback(names: list[str], why: str) -> None:
@@ -114,11 +122,7 @@ def mixed_forward(model, mel: torch.Tensor) -> torch.Tensor:
 def syncs_each_call(model) -> bool:
     """Whether ``model``'s forward reads a result on the host (the float16 guard): such a forward
     cannot be captured in a CUDA graph."""
-    return getattr(model, "precision_mode", None) == "mixed" and _guards_float16(model)
-
-
-def _guards_float16(model) -> bool:
-    return any(parameter_dtype(conv) == torch.float16 for conv in half_convolutions(model))
+    return getattr(model, "precision_mode", None) == "mixed" and getattr(model, GUARD_ATTRIBUTE, False)
 
 
 def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
@@ -149,6 +153,7 @@ def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
         first[0].to(FALLBACK_DTYPE)
         moved.append(names[id(first[0])])
     if moved:
+        _note_guard(model)
         _warn_fallback(moved, "float16 overflowed in or before them (the model keeps this)")
     if not bool(torch.isfinite(x).all()):
         where = f"; first at {names[id(first[0])]} ({parameter_dtype(first[0])})" if first else ""
