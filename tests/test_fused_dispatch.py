@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bigvgan_fast
-from bigvgan_fast import BigVGAN, anti_alias_activation, load_config
+from bigvgan_fast import BigVGAN, anti_alias_activation
 from bigvgan_fast.anti_alias.policy import problem
 from conftest import small_config
 from definition import assert_close_to_definition, definition, describe_mismatch

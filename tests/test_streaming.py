@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bigvgan_fast import BigVGAN, available_configs, load_config, receptive_field_frames
+from bigvgan_fast import BigVGAN, available_configs, receptive_field_frames
 from bigvgan_fast.generator import receptive_field_reach
 from bigvgan_fast.streaming import SAFETY_MARGIN_FRAMES, stream, synthesize
 from conftest import TINY, small_config, spread_snake_parameters
