@@ -11,6 +11,9 @@ with each piece's dtype chosen separately, so one table says which rounding cost
   kernels do; the CPU has no fused kernel, so this emulates them), ``io`` computes in its input's
   dtype (NVIDIA's torch path);
 - ``ends``: dtype of ``conv_pre``, ``activation_post`` and ``conv_post``;
+- ``ups``: dtype of the upsampling (transposed) convolutions (default: ``conv``); ``"tf32"`` rounds
+  their inputs and weights to TF32 (10 mantissa bits, round to nearest) and computes in float32,
+  as cuDNN does for a float32 convolution under PyTorch's default ``allow_tf32``;
 - ``out``: dtype of the returned waveform.
 
 Metrics, against float64: relative L2 of the waveform, and the multi-resolution STFT distance of
@@ -24,7 +27,7 @@ Weights (``--weights``): ``scaled`` (:func:`unit_scale_weights`: the plain casts
 NVIDIA's checkpoint does on the H200) and ``official`` (the official random init: the biases dominate,
 the waveform is near-silent and hardly depends on the mel, and its MR-STFT distance is dominated by
 near-empty bins; a model in which the residual stream's rounding dominates). Two reference rows bound
-what any mode can reach: ``tf32-like`` and ``bf16-in`` round only the convolutions' inputs and weights.
+what a mode can reach: ``tf32`` and ``bf16-in`` round only the convolutions' inputs and weights.
 
     python benchmarks/bench_quality.py                       # small model (fast)
     python benchmarks/bench_quality.py --channels 1536 --frames 16 --only-modes   # the real config
@@ -120,15 +123,23 @@ def multi_resolution_stft_distance(y: torch.Tensor, ref: torch.Tensor, fft_sizes
 # --- the candidates ------------------------------------------------------------------------------
 
 
-# Convolutions whose inputs and weights are rounded to a half type but computed and written in
-# float32: "tf32" (TF32 also keeps 10 mantissa bits) and "bf16-in" (the floor of any bfloat16 mode).
-ROUNDED_CONV = {"tf32": torch.float16, "bf16-in": torch.bfloat16}
+def to_tf32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` rounded to TF32 (float32's range, 10 mantissa bits; nearest, ties away from zero, as
+    the tensor cores' conversion), as float32. Finite inputs only."""
+    bits = t.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+# Convolutions whose inputs and weights are rounded but computed and written in float32: "tf32"
+# (cuDNN's float32 convolutions under PyTorch's default) and "bf16-in" (the floor of any mode whose
+# convolutions all read bfloat16).
+ROUNDED_CONV = {"tf32": to_tf32, "bf16-in": lambda t: t.to(torch.bfloat16).float()}
 
 
 def _conv(m: nn.Module, x: torch.Tensor, dtype) -> torch.Tensor:
     if dtype in ROUNDED_CONV:
         rounded = ROUNDED_CONV[dtype]
-        w, x = m.weight.to(rounded).float(), x.to(rounded).float()
+        w, x = rounded(m.weight), rounded(x)
         b = None if m.bias is None else m.bias.float()
     else:
         w = m.weight.to(dtype)
@@ -153,15 +164,17 @@ def _act(a, x: torch.Tensor, out_dtype: torch.dtype, math_mode: str) -> torch.Te
     return y.to(out_dtype)
 
 
-def candidate_forward(model: BigVGAN, mel: torch.Tensor, *, conv, resid, act_in="conv", act_math="f32", ends=None, out=None):
+def candidate_forward(model: BigVGAN, mel: torch.Tensor, *, conv, resid, act_in="conv", act_math="f32", ends=None, out=None,
+                      ups=None):
     """The generator's forward with each piece's dtype given (see the module docstring).
     ``model`` holds float64 parameters; each piece rounds them to its dtype."""
     store = F32 if conv in ROUNDED_CONV else conv  # dtype the convolutions' inputs are held in
     ends = store if ends is None else ends
     out = ends if out is None else out
+    ups = conv if ups is None else ups
     x = _conv(model.conv_pre, mel, ends).to(resid)
     for i in range(model.num_upsamples):
-        x = _conv(model.ups[i][0], x, conv).to(resid)
+        x = _conv(model.ups[i][0], x, ups).to(resid)
         xs = None
         for j in range(model.num_kernels):
             block = model.resblocks[i * model.num_kernels + j]
@@ -192,6 +205,10 @@ def candidates(half: str) -> list[tuple[str, dict]]:
         ("  residual f32 + act reads f32 + ends f32, float32 out", dict(conv=d, resid=F32, act_in="resid", ends=F32)),
         ("  residual f32 + act reads f32 + ends f32, half out", dict(conv=d, resid=F32, act_in="resid", ends=F32, out=d)),
         ("  residual f32 + act reads half + ends f32, float32 out", dict(conv=d, resid=F32, act_in="conv", ends=F32)),
+        ("  residual f32 + act reads f32 + ends f32 + upsampling float32 (TF32): the mixed mode on a GPU",
+         dict(conv=d, resid=F32, act_in="resid", ends=F32, ups="tf32")),
+        ("  residual f32 + act reads f32 + ends f32 + upsampling exact float32 (allow_tf32 off)",
+         dict(conv=d, resid=F32, act_in="resid", ends=F32, ups=F32)),
     ]
 
 
@@ -268,13 +285,14 @@ def main() -> None:
                 ref = candidate_forward(model64, mel.double(), conv=F64, resid=F64, act_math="io")
                 runs = [
                     ("float32", "float32 everything", dict(conv=F32, resid=F32)),
-                    ("tf32-like", "conv inputs+weights rounded to 10 bits (TF32's), float32 otherwise",
+                    ("tf32", "conv inputs+weights rounded to TF32, float32 otherwise (a GPU's float32 model)",
                      dict(conv="tf32", resid=F32, act_in="resid", ends=F32)),
                     ("bf16-in", "conv inputs+weights rounded to bf16, float32 otherwise (bf16 floor)",
                      dict(conv="bf16-in", resid=F32, act_in="resid", ends=F32)),
                 ]
                 for half in args.halves:
-                    runs += [(half, name, kw) for name, kw in candidates(half) if not args.only_modes or "cast" in name]
+                    runs += [(half, name, kw) for name, kw in candidates(half)
+                             if not args.only_modes or "cast" in name or "mixed mode" in name]
                 for dtype_name, name, kw in runs:
                     start = time.perf_counter()
                     y = candidate_forward(model64, mel, **kw)

@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
-                   help="with a half --dtype: mixed (float32 residual stream and ends) or a plain cast")
+                   help="with a half --dtype: mixed (AMP-block convolutions in it; residual stream, upsampling and ends float32) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--chunk-frames", type=_count(1), default=1024, help="vocode long inputs in exact chunks of this many frames")
     p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
-                   help="with a half --dtype: mixed (float32 residual stream and ends) or a plain cast")
+                   help="with a half --dtype: mixed (AMP-block convolutions in it; residual stream, upsampling and ends float32) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",
                    help="also time the forward replayed from a CUDA graph (auto: on a CUDA device)")

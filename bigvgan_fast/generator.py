@@ -129,9 +129,9 @@ class BigVGAN(nn.Module):
     def to_half_precision(self, dtype: torch.dtype = torch.bfloat16, mode: str = "mixed") -> "BigVGAN":
         """Run in float16 or bfloat16 (in place; call it on the float32 model).
 
-        ``mode="mixed"``: the upsampling and AMP-block convolutions run in ``dtype``; the residual
-        stream, the block averages, ``conv_pre``, ``activation_post``, ``conv_post`` and the returned
-        waveform stay float32. In float16, overflow is caught: a convolution that overflows moves to
+        ``mode="mixed"``: the AMP blocks' convolutions run in ``dtype``; the residual stream, the
+        block averages, the upsampling convolutions, ``conv_pre``, ``activation_post``, ``conv_post``
+        and the returned waveform stay float32. In float16, overflow is caught: a convolution that overflows moves to
         bfloat16 with a warning (see :mod:`bigvgan_fast.precision`). ``mode="cast"``: ``self.to(dtype)``.
         State-dict keys do not change.
         """

@@ -4,18 +4,23 @@ Two modes, for ``dtype`` float16 or bfloat16:
 
 - ``"cast"``: every parameter in ``dtype`` (``model.to(dtype)``), the residual stream too. What
   ``model.half()`` / ``model.bfloat16()`` give; unguarded.
-- ``"mixed"`` (the default of ``from_pretrained(dtype=...)``): the upsampling and AMP-block
-  convolutions, nearly all of the work, run in ``dtype``; the residual stream and the
-  ``xs / num_kernels`` averages stay float32, and so do ``conv_pre``, ``activation_post`` and
-  ``conv_post`` (at the mel rate and at one output channel: little work), every activation's
-  parameters and filter taps, and the returned waveform (rounding the waveform alone to bfloat16
-  costs 1.1e-3 relative L2). Each first activation of an AMP layer reads the float32 residual.
+- ``"mixed"`` (the default of ``from_pretrained(dtype=...)``): the AMP blocks' convolutions, nearly
+  all of the work (about 97% of the convolution FLOPs), run in ``dtype``; everything else stays
+  float32: the residual stream and the ``xs / num_kernels`` averages, the upsampling (transposed)
+  convolutions, ``conv_pre``, ``activation_post`` and ``conv_post``, every activation's parameters
+  and filter taps, and the returned waveform (rounding the waveform alone to bfloat16 costs 1.1e-3
+  relative L2). Each first activation of an AMP layer reads the float32 residual.
 
-What it buys (benchmarks/bench_quality.py, CPU, random weights, relative L2 to float64): with weights
-scaled so that the plain casts err as NVIDIA's checkpoint does on the H200, bf16 8.2e-3 against the
-cast's 1.21e-2 and fp16 1.3e-3 against 1.8e-3; the floor of any mode whose convolutions read bf16
-inputs and weights is 6.8e-3 there. Under the official random init, where rounding the residual
-stream dominates, bf16 4.9e-4 against 9.1e-3 (5.1e-3 with float32 activation math).
+Why the upsampling convolutions: they carry the whole signal from one stage to the next, while
+each AMP layer adds a correction to it, so their rounding reaches the waveform undiminished. On
+the CPU error budget (benchmarks/bench_quality.py, random weights scaled so that the plain casts
+err as NVIDIA's checkpoint does on the H200), rounding only the six upsampling convolutions'
+inputs and weights to bfloat16 costs 6.7e-3 relative L2 of the 6.8e-3 that rounding every
+convolution's costs. They are about 3% of the convolution FLOPs (2 C^2 per output sample of a
+stage against about 63 C^2 in its AMP blocks). On a GPU they run as float32 convolutions, which
+cuDNN computes in TF32 under PyTorch's default ``torch.backends.cudnn.allow_tf32 = True`` (10
+mantissa bits, tensor-core speed); with it False they are exact float32, closer still in float16
+mode, at a cost not yet measured.
 
 In float16 the mixed mode guards against overflow (float16 ends at 65504): every call checks its
 float32 waveform before the final clamp (which would turn inf into a silent +-1). If it is not
@@ -26,11 +31,11 @@ finite raises ``FloatingPointError``. A mel with NaN or inf raises ``ValueError`
 
 Full-tensor passes the mixed mode adds over the plain cast, with today's fused ops (whose output
 dtype is their input's): per AMP layer one cast of the first activation's output to the convolution
-dtype (``a1(x).to(...)``: 3 per AMPBlock1, 54 in the 22 kHz model, +20% launches per block); per
-upsampling stage two casts (average to ``dtype`` before the transposed convolution, its output to
-float32): 12. Bytes: the first activation reads and writes float32 and the residual adds read and
-write float32, about 14 more bytes per element per AMP layer. A fused op writing the convolution's
-dtype directly would remove the 54 casts and 8 of those 14 bytes.
+dtype (``a1(x).to(...)``: 3 per AMPBlock1, 54 in the 22 kHz model, +20% launches per block). The
+upsampling convolutions read and write float32 (the residual stream's dtype: no cast around them).
+Bytes: the first activation reads and writes float32 and the residual adds read and write float32,
+about 14 more bytes per element per AMP layer. A fused op writing the convolution's dtype directly
+would remove the 54 casts and 8 of those 14 bytes.
 """
 
 from __future__ import annotations
@@ -61,10 +66,9 @@ def check_half_precision(dtype, mode) -> None:
 
 
 def half_convolutions(model) -> list[nn.Module]:
-    """The convolutions the mixed mode runs in half precision: upsampling and AMP blocks."""
-    ups = [up for stage in model.ups for up in stage]
-    blocks = [m for block in model.resblocks for m in block.modules() if isinstance(m, nn.Conv1d)]
-    return ups + blocks
+    """The convolutions the mixed mode runs in half precision: the AMP blocks' (not the upsampling
+    ones: see the module docstring)."""
+    return [m for block in model.resblocks for m in block.modules() if isinstance(m, nn.Conv1d)]
 
 
 def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "mixed"):
