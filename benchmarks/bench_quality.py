@@ -289,6 +289,10 @@ def main() -> None:
                      dict(conv="tf32", resid=F32, act_in="resid", ends=F32)),
                     ("bf16-in", "conv inputs+weights rounded to bf16, float32 otherwise (bf16 floor)",
                      dict(conv="bf16-in", resid=F32, act_in="resid", ends=F32)),
+                    ("bf16-in", "  only the upsampling convolutions' rounded to bf16",
+                     dict(conv=F32, resid=F32, act_in="resid", ends=F32, ups="bf16-in")),
+                    ("bf16-in", "  only the AMP blocks' convolutions' rounded to bf16",
+                     dict(conv="bf16-in", resid=F32, act_in="resid", ends=F32, ups=F32)),
                 ]
                 for half in args.halves:
                     runs += [(half, name, kw) for name, kw in candidates(half)
