@@ -18,7 +18,6 @@ from .anti_alias import policy
 from .config import load_config
 from .generator import BigVGAN
 from .modules import Activation1d
-from .precision import syncs_each_call
 from .streaming import input_dtype
 from .timing import measure, synchronize
 
@@ -54,8 +53,7 @@ def bench_generator(
 ) -> dict:
     """Time ``config``'s generator on a random (batch, num_mels, frames) mel; see the module docstring.
 
-    ``cuda_graph`` None: graphed as well as eager on a GPU (unless the model's float16 guard
-    reads its output, which a graph cannot hold), eager only on a CPU. ``precision``: the half
+    ``cuda_graph`` None: graphed as well as eager on a GPU, eager only on a CPU. ``precision``: the half
     precision mode ("mixed" or "cast", see :mod:`bigvgan_fast.precision`). ``conv_only`` replaces
     every anti-aliased activation with identity: the cost of everything else.
     """
@@ -96,7 +94,7 @@ def bench_generator(
     }
     modes = {"eager": eager}
     if cuda_graph is None:
-        cuda_graph = device.type == "cuda" and not syncs_each_call(model)
+        cuda_graph = device.type == "cuda"
     if cuda_graph:
         from .graphs import GraphRunner
 

@@ -23,6 +23,12 @@ Rules, which follow from what a graph is (a recording of kernels and memory addr
 - One runner serves one thread at a time: replays share their input and output buffers, so calls
   are serialised by a lock. Replays run on the caller's current stream.
 - At most ``max_graphs`` shapes are kept (least recently used dropped first).
+- A float16 mixed-precision model's overflow guard (:mod:`bigvgan_fast.precision`) reads its output
+  on the host, which a graph cannot hold: the graph computes the check on the device
+  (``precision.unchecked_forward``), each replay reads it, and a replay that overflowed is
+  discarded and run eagerly through the guard (which moves the layer to bfloat16 and warns, or
+  raises); the graphs are then captured anew. A change of precision (``to_half_precision``, a layer
+  moved by the guard) counts as a move of the parameters.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import weakref
 import torch
 from torch import nn
 
+from .precision import precision_version, syncs_each_call, unchecked_forward
+
 DEFAULT_MAX_GRAPHS = 8
 WARMUP_CALLS = 2  # the first call chooses cuDNN algorithms and compiles Triton kernels; the second runs as captured
 
@@ -48,13 +56,15 @@ class Capture:
     graph: torch.cuda.CUDAGraph
     static_input: torch.Tensor
     static_output: torch.Tensor
+    static_finite: torch.Tensor | None  # the float16 guard's check, for a model that has one
 
 
 def _parameter_signature(model: nn.Module) -> tuple:
-    """Where the first and last layers keep their parameters: changes when the model is moved or cast."""
+    """Where the first and last layers keep their parameters, and the model's precision version:
+    changes when the model is moved or cast, or a layer changes precision."""
     first = next(model.conv_pre.parameters())
     last = next(model.conv_post.parameters())
-    return first.data_ptr(), last.data_ptr(), first.dtype, last.dtype
+    return first.data_ptr(), last.data_ptr(), first.dtype, last.dtype, precision_version(model)
 
 
 class GraphRunner:
@@ -95,15 +105,19 @@ class GraphRunner:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
+        guarded = syncs_each_call(model)
         start = time.perf_counter()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
-            static_output = model(static_input)
+            if guarded:
+                static_output, static_finite = unchecked_forward(model, static_input)
+            else:
+                static_output, static_finite = model(static_input), None
         torch.cuda.synchronize(mel.device)
         capture_ms = (time.perf_counter() - start) * 1e3
         self.captures.append(
             {"shape": tuple(mel.shape), "dtype": str(mel.dtype).removeprefix("torch."), "warmup_ms": warmup_ms, "capture_ms": capture_ms}
         )
-        return Capture(graph, static_input, static_output)
+        return Capture(graph, static_input, static_output, static_finite)
 
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         model = self._model()
@@ -125,6 +139,13 @@ class GraphRunner:
             self._graphs.move_to_end(key)
             entry.static_input.copy_(mel)
             entry.graph.replay()
+            if entry.static_finite is not None and not bool(entry.static_finite):
+                # The float16 guard's case: the eager call repairs the model (or raises), which
+                # leaves every graph reading parameters that moved.
+                self._graphs.clear()
+                self._signature = None
+                with torch.inference_mode():
+                    return model(mel)
             return entry.static_output.clone()  # the next replay overwrites the static output
 
 

@@ -27,7 +27,10 @@ float32 waveform before the final clamp (which would turn inf into a silent +-1)
 finite and the mel is, the call is run again with every convolution checked, and the first float16
 one to meet or make inf / NaN moves to bfloat16 (same tensor-core speed, float32's range) for good,
 until the waveform is finite; a RuntimeWarning names the layers moved. A waveform that stays not
-finite raises ``FloatingPointError``. A mel with NaN or inf raises ``ValueError``.
+finite raises ``FloatingPointError``. A mel with NaN or inf raises ``ValueError``. Under a CUDA
+graph (:mod:`bigvgan_fast.graphs`) the check is computed on the device inside the graph
+(:func:`unchecked_forward`) and read after each replay; a replay that overflowed is run again
+eagerly through the guard, and the graphs are captured anew.
 
 Full-tensor passes the mixed mode adds over the plain cast, with today's fused ops (whose output
 dtype is their input's): per AMP layer one cast of the first activation's output to the convolution
@@ -52,6 +55,9 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 RESIDUAL_DTYPE = torch.float32
 FALLBACK_DTYPE = torch.bfloat16
 GUARD_ATTRIBUTE = "_float16_guard"  # set by to_half_precision (see _note_guard)
+# Counts the changes of precision (to_half_precision, a layer moved by the guard): a CUDA graph
+# captured before one reads parameters that no longer exist (see graphs._parameter_signature).
+VERSION_ATTRIBUTE = "_precision_version"
 
 
 def check_precision_mode(mode) -> None:
@@ -80,6 +86,7 @@ def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "m
             f"to_half_precision needs a float32 or float64 model, this one holds {rounded[0]} parameters "
             "(already rounded); call it on the model before any cast"
         )
+    _new_version(model)
     if mode == "cast":
         model.precision_mode = None
         return model.to(dtype)
@@ -97,6 +104,15 @@ def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "m
     model.precision_mode = "mixed"
     _note_guard(model)
     return model
+
+
+def precision_version(model) -> int:
+    """How many times ``model``'s precision changed (0: never): part of a CUDA graph's signature."""
+    return getattr(model, VERSION_ATTRIBUTE, 0)
+
+
+def _new_version(model) -> None:
+    setattr(model, VERSION_ATTRIBUTE, precision_version(model) + 1)
 
 
 def _note_guard(model) -> None:
@@ -124,9 +140,18 @@ def mixed_forward(model, mel: torch.Tensor) -> torch.Tensor:
 
 
 def syncs_each_call(model) -> bool:
-    """Whether ``model``'s forward reads a result on the host (the float16 guard): such a forward
-    cannot be captured in a CUDA graph."""
+    """Whether ``model``'s forward reads a result on the host (the float16 guard): a CUDA graph
+    captures :func:`unchecked_forward` instead and reads its flag after the replay."""
     return getattr(model, "precision_mode", None) == "mixed" and getattr(model, GUARD_ATTRIBUTE, False)
+
+
+def unchecked_forward(model, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(waveform, finite)``: the mixed forward without the guard's host read, for a CUDA graph to
+    capture. ``finite`` is a 0-d bool tensor on the device: whether the waveform before the final
+    clamp is finite. When it is False the caller must discard the waveform and call ``model(mel)``,
+    whose guard repairs the model or raises."""
+    x = model.waveform_before_clamp(mel, RESIDUAL_DTYPE)
+    return model.final_activation(x), torch.isfinite(x).all()
 
 
 def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
@@ -158,6 +183,7 @@ def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
         moved.append(names[id(first[0])])
     if moved:
         _note_guard(model)
+        _new_version(model)
         _warn_fallback(moved, "float16 overflowed in or before them (the model keeps this)")
     if not bool(torch.isfinite(x).all()):
         where = f"; first at {names[id(first[0])]} ({parameter_dtype(first[0])})" if first else ""

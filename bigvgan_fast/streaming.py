@@ -68,7 +68,6 @@ from torch import nn
 from .anti_alias.reference import FILTER_TAPS
 from .config import BigVGANConfig, load_config
 from .modules import parameter_dtype
-from .precision import syncs_each_call
 
 # An anti-aliased activation's output y[t] depends on x[t-5 .. t+5]: the downsample reads
 # z[2t-5 .. 2t+6], and u[2t-5] (u[2t+6]) reads x[t-5 .. t] (x[t .. t+5]) through the polyphase
@@ -222,20 +221,13 @@ def _graph_runner(model: nn.Module, mel: torch.Tensor, cuda_graph: bool | None):
     if cuda_graph is None:
         cuda_graph = getattr(model, "cuda_graphs", None)
     if cuda_graph is None:
-        # A float16 mixed-precision model checks each output on the host (its overflow guard): that
-        # cannot be captured, so it runs eagerly unless asked otherwise.
-        cuda_graph = mel.is_cuda and not syncs_each_call(model)
+        cuda_graph = mel.is_cuda
     if not isinstance(cuda_graph, bool):
         raise TypeError(f"cuda_graph must be True, False or None, got {cuda_graph!r}")
     if not cuda_graph:
         return None
     if not mel.is_cuda:
         raise ValueError(f"cuda_graph=True needs the mel (and the model) on a CUDA device; mel is on {mel.device}")
-    if syncs_each_call(model):
-        raise ValueError(
-            "cuda_graph=True cannot capture this model: its float16 overflow guard reads every output on "
-            "the host; use bfloat16, or cuda_graph=False"
-        )
     from .graphs import runner_for
 
     return runner_for(model)

@@ -302,3 +302,92 @@ def test_amp_block_cast_helper():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert as_input_of(conv, x) is x
     assert as_input_of(conv.bfloat16(), x) is x
+
+
+# --- the guard and CUDA graphs ------------------------------------------------------------------
+
+
+def test_unchecked_forward_is_the_forward_with_its_check_on_the_device(model32, speech_mel):
+    from bigvgan_fast.precision import unchecked_forward
+
+    mel = speech_mel[..., :8]
+    model, _ = _overflowing(model32, mel)
+    guarded = copy.deepcopy(model32).to_half_precision(torch.float16)
+    with torch.inference_mode():
+        y, finite = unchecked_forward(guarded, mel)
+        assert finite.dim() == 0 and finite.dtype == torch.bool and bool(finite)
+        assert torch.equal(y, guarded(mel))
+        overflowing = model.to_half_precision(torch.float16)
+        y, finite = unchecked_forward(overflowing, mel)
+    assert not bool(finite)  # the waveform after the clamp may look finite; the flag is what tells
+
+
+def test_precision_changes_are_counted(model32, speech_mel):
+    from bigvgan_fast.precision import precision_version
+
+    model = copy.deepcopy(model32)
+    assert precision_version(model) == 0
+    model.to_half_precision(torch.bfloat16, "cast")
+    assert precision_version(model) == 1
+    mel = speech_mel[..., :8]
+    model, _ = _overflowing(model32, mel)
+    model.to_half_precision(torch.float16)
+    before = precision_version(model)
+    with pytest.warns(RuntimeWarning, match="float16 overflowed"):
+        _run(model, mel)
+    assert precision_version(model) == before + 1  # the graphs captured before must go
+
+
+@pytest.mark.gpu
+def test_gpu_guarded_float16_model_runs_from_graphs_and_repairs_an_overflow(model32, speech_mel):
+    import warnings
+
+    from bigvgan_fast.graphs import GraphRunner
+
+    mel = speech_mel[..., :16].cuda()
+    safe = copy.deepcopy(model32).cuda().to_half_precision(torch.float16)
+    runner = GraphRunner(safe)
+    assert torch.equal(runner(mel), _run(safe, mel)) and len(runner.captures) == 1
+
+    model, _ = _overflowing(copy.deepcopy(model32).cuda(), mel)
+    model.to_half_precision(torch.float16)
+    expected_model = copy.deepcopy(model)
+    with pytest.warns(RuntimeWarning, match="float16 overflowed"):
+        expected = _run(expected_model, mel)  # the eager guard's repair
+    runner = GraphRunner(model)
+    with pytest.warns(RuntimeWarning, match="float16 overflowed"):
+        # The warm-up runs the guard eagerly and repairs the model before the capture.
+        first = runner(mel)
+    assert torch.isfinite(first).all() and torch.equal(first, expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = runner(mel)
+    assert torch.equal(again, expected)
+    # An overflow met only at replay (weights updated in place after the capture, which the graph
+    # reads): the replay is discarded, the eager guard repairs, and the graphs are captured anew.
+    model2 = copy.deepcopy(model32).cuda().to_half_precision(torch.float16)
+    runner2 = GraphRunner(model2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner2(mel)
+    captures = len(runner2.captures)
+    model2.load_state_dict(_overflowing(copy.deepcopy(model32).cuda(), mel)[0].state_dict())
+    with pytest.warns(RuntimeWarning, match="float16 overflowed"):
+        repaired = runner2(mel)
+    assert torch.isfinite(repaired).all() and torch.equal(repaired, expected)
+    assert torch.equal(runner2(mel), expected) and len(runner2.captures) > captures
+
+
+def test_guard_repairs_weights_loaded_in_place(model32, speech_mel):
+    # What the GPU test above relies on, eagerly: float16 parameters updated in place with
+    # overflowing weights are caught and repaired like a model made from them.
+    mel = speech_mel[..., :8]
+    model = copy.deepcopy(model32).to_half_precision(torch.float16)
+    overflowing, names = _overflowing(model32, mel)
+    expected_model = copy.deepcopy(overflowing).to_half_precision(torch.float16)
+    with pytest.warns(RuntimeWarning, match="float16 overflowed"):
+        expected = _run(expected_model, mel)
+    model.load_state_dict(overflowing.state_dict())
+    with pytest.warns(RuntimeWarning, match=r"float16 overflowed.*: " + ", ".join(names)):
+        y = _run(model, mel)
+    assert torch.equal(y, expected)
