@@ -9,7 +9,8 @@ Two modes, for ``dtype`` float16 or bfloat16:
   ``xs / num_kernels`` averages stay float32, and so do ``conv_pre``, ``activation_post`` and
   ``conv_post`` (at the mel rate and at one output channel: little work), every activation's
   parameters and filter taps, and the returned waveform (rounding the waveform alone to bfloat16
-  costs 1.1e-3 relative L2). Each first activation of an AMP layer reads the float32 residual.
+  costs 1.1e-3 relative L2). Each first activation of an AMP layer reads the float32 residual and
+  writes its convolution's ``dtype``.
 
 What it buys (benchmarks/bench_quality.py, CPU, random weights, relative L2 to float64): with weights
 scaled so that the plain casts err as NVIDIA's checkpoint does on the H200, bf16 8.2e-3 against the
@@ -24,13 +25,21 @@ one to meet or make inf / NaN moves to bfloat16 (same tensor-core speed, float32
 until the waveform is finite; a RuntimeWarning names the layers moved. A waveform that stays not
 finite raises ``FloatingPointError``. A mel with NaN or inf raises ``ValueError``.
 
-Full-tensor passes the mixed mode adds over the plain cast, with today's fused ops (whose output
-dtype is their input's): per AMP layer one cast of the first activation's output to the convolution
-dtype (``a1(x).to(...)``: 3 per AMPBlock1, 54 in the 22 kHz model, +20% launches per block); per
-upsampling stage two casts (average to ``dtype`` before the transposed convolution, its output to
-float32): 12. Bytes: the first activation reads and writes float32 and the residual adds read and
-write float32, about 14 more bytes per element per AMP layer. A fused op writing the convolution's
-dtype directly would remove the 54 casts and 8 of those 14 bytes.
+Full-tensor passes the mixed mode adds over the plain cast. Each AMP layer's first activation reads
+the float32 residual and writes its convolution's dtype itself (the AMP blocks call
+``Activation1d(x, out_dtype=...)``; the fused kernels compute in float32 and round once, at the
+store), so an AMP layer runs the kernels of the plain cast: two activations, two convolutions, the
+residual add. The 54 casts of the activation's output (``a1(x).to(...)``, one per AMP layer, 3 per
+AMPBlock1, +20% launches per block) are gone on the triton and cuda backends; the torch backend
+converts inside the activation, as the cast did. What remains: per upsampling stage two casts (the
+float32 average to ``dtype`` before the transposed convolution, its output back to float32): 12 in
+the 22 kHz model, 6 bytes per element each. Bytes per element over the plain cast, per AMP layer:
++6 (the first activation reads 4 bytes instead of 2, +2; the residual add reads and writes float32,
++4), where the cast made it +14 (the activation also wrote float32, +2, and the cast read 4 and
+wrote 2, +6). Per stage the block sums and the average (``num_kernels - 1`` adds and a division)
+read and write float32: +6 bytes per element per add, +4 for the division. Not yet timed on a GPU
+(``benchmarks/bench_activation.py`` times the float32 -> bfloat16 activation beside the float32
+one and the old activation-then-cast).
 """
 
 from __future__ import annotations
