@@ -156,8 +156,10 @@ def _generator_case(backend: str, dtype: torch.dtype, resblock: str):
     if reason is None and backend == "triton" and dtype == BF16 and INTERPRETED:
         reason = ("Triton's interpreter truncates float32 -> bfloat16 where torch's cast rounds to nearest "
                   "(rounded_as_triton_stores): the two paths differ by design here; a GPU runs this case")
-    return pytest.param(backend, dtype, resblock, id=f"{backend}-{dtype_id(dtype)}-AMPBlock{resblock}",
-                        marks=pytest.mark.skipif(reason is not None, reason=str(reason)))
+    marks = [pytest.mark.skipif(reason is not None, reason=str(reason))]
+    if backend == "cuda" or (backend == "triton" and dtype == BF16):  # cases only a GPU runs
+        marks.append(pytest.mark.gpu)
+    return pytest.param(backend, dtype, resblock, id=f"{backend}-{dtype_id(dtype)}-AMPBlock{resblock}", marks=marks)
 
 
 def _random_small_model(resblock: str, backend: str, seed: int) -> BigVGAN:
@@ -398,3 +400,32 @@ def test_torch_backend_gradient_through_another_output_dtype():
     x2 = x.detach().clone().requires_grad_()
     anti_alias_activation(x2, alpha.detach(), beta.detach(), backend="torch").backward(grad_y.to(F32))
     assert x.grad.dtype == F32 and torch.equal(x.grad, x2.grad)
+
+
+# --- GPU: the compiled Triton store ---------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@needs_triton
+@pytest.mark.parametrize("out_dtype", HALF, ids=dtype_id)
+def test_gpu_compiled_triton_store_rounds_once_to_nearest(out_dtype):
+    """At a model shape (768 x 1024: one full tile per row) and an odd length, through the public op
+    and the lean path's prepared launcher (aligned and unaligned classes): the definition's 1 ulp,
+    and bitwise the float32 output rounded to nearest even as torch rounds it."""
+    from bigvgan_fast.kernels import prepared_forward
+
+    gen = torch.Generator().manual_seed(200 + HALF.index(out_dtype))
+    for C, T in ((768, 1024), (5, 4099)):
+        alpha, beta = random_parameters(C, True, True, gen)
+        up, down = asymmetric_filters(gen)
+        x = random_input((1, C, T), F32, gen)
+        out = triton_poisoned(x, alpha, beta, up, down, True, out_dtype)
+        assert_close_to_definition(out, definition(x, alpha, beta, True, up, down))
+        y32 = anti_alias_activation(x, alpha, beta, backend="triton", upsample_filter=up, downsample_filter=down)
+        assert torch.equal(out, y32.to(out_dtype)), describe_mismatch(out, y32.to(out_dtype), 0)
+        launch = prepared_forward(F32, True, True, DEVICE, out_dtype=out_dtype)
+        for offset in (0, 1):
+            base = torch.full((C * T + offset,), float("nan"), dtype=out_dtype, device=DEVICE)
+            prepared_out = base[offset:].view(1, C, T)
+            launch(x, prepared_out, alpha, beta, up, down)
+            assert torch.equal(prepared_out, out), f"offset {offset}: " + describe_mismatch(prepared_out, out, 0)
