@@ -21,8 +21,8 @@ float16 (``policy.out_dtype_problem`` says so before a call).
 Training: both forward ops share one autograd formula, the Triton backward op
 ``bigvgan_fast::anti_alias_activation_triton_backward``, which saves only x and the parameters and
 recomputes the upsampled signal (the CUDA forward pairs with it). grad_y may come in the output's
-dtype; grad_x is x's. The backward op itself has no
-derivative: double backward raises :class:`DoubleBackwardError`, naming the backend that has one.
+dtype (the backward reads it as float32); grad_x is x's. The backward op itself has no derivative:
+double backward raises :class:`DoubleBackwardError`, naming the backend that has one.
 
 What cannot be imported is kept as a reason (:func:`triton_import_problem`,
 :data:`CUDA_IMPORT_PROBLEM`) for the backend table to report; nothing here raises at import.
