@@ -2,11 +2,16 @@
 
 Forward (default): median time (``bigvgan_fast.timing.kernel_ms``: CUDA events), achieved GB/s
 counting one read of x and one write of y, its fraction of a device-to-device copy measured in the
-same run, the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the
+same run (of x's dtype), the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the
 same run when importable with our speed-up over it, and each fused kernel's roofline: the larger of
 its memory time (bytes / the copy rate of this run) and its arithmetic time (outputs x the FP32-pipe
 operations per output of its compiled code, :data:`FP32_OPS_PER_OUTPUT`, / the card's FP32 issue
 rate), so each kernel's distance from its own limit shows.
+
+Rows ``float32->bfloat16`` (``--pairs``): x float32, y written in bfloat16 by the op (``out_dtype``),
+as the mixed half-precision mode's first activation of each AMP layer does; bytes 4 + 2 per element,
+against the float32 copy rate. Beside them ``*_then_cast``: the same bare op writing float32 and
+then ``.to(bfloat16)`` (the mixed mode's path before out_dtype), timed the same way.
 
 ``--backward``: forward+backward time and peak memory per backend at the same shapes, and one
 training step of the 22 kHz generator at the official training shape (batch 4 x 256 frames),
@@ -118,21 +123,82 @@ def checkpoint_json(args, partial: dict) -> None:
             json.dump({"meta": args.meta, "partial": True, **partial}, f, indent=2)
 
 
+def _measure(row: dict, providers: dict, nbytes: int, copy: float, numel: int, fp32_rate: float, rep_ms: int) -> None:
+    """Time each provider into ``row``: ms, GB/s (``nbytes`` per call), fraction of ``copy``, and for
+    the fused kernels their roofline."""
+    for name, fn in providers.items():
+        # The bare ops and the official kernel are timed replayed from a CUDA graph: the
+        # kernels' own time (at 256 frames do_bench's events mostly time the host's
+        # launch); the public function with do_bench, host cost included.
+        graphed = name.endswith(("_op", "_then_cast")) or name == "official"
+        try:
+            ms = kernel_ms(fn, rep_ms=rep_ms, cuda_graph=graphed)
+        except Exception as err:  # a capture that fails is reported, and timed without a graph
+            print(f"{name}: CUDA-graph timing failed ({type(err).__name__}: {err}); timed with do_bench", file=sys.stderr)
+            graphed, ms = False, kernel_ms(fn, rep_ms=rep_ms)
+        row[f"{name}_timing"] = "do_bench_cudagraph" if graphed else "do_bench"
+        row[f"{name}_ms"] = ms
+        row[f"{name}_gbps"] = nbytes / ms / 1e6
+        row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
+        kernel = name.removesuffix("_op")
+        if kernel in FP32_OPS_PER_OUTPUT:
+            memory_ms = nbytes / (copy * 1e6)
+            arithmetic_ms = numel * FP32_OPS_PER_OUTPUT[kernel] / fp32_rate * 1e3
+            row[f"{name}_roofline_ms"] = max(memory_ms, arithmetic_ms)
+            row[f"{name}_roofline_bound"] = "memory" if memory_ms >= arithmetic_ms else "arithmetic"
+
+
+def _pair_providers(args, x, alpha, beta, f, out_dtype) -> dict:
+    """The op writing ``out_dtype`` from x (public function, bare ops) and the bare ops writing x's
+    dtype then cast, for the backends that can."""
+    lib = bigvgan_fast.anti_alias.library
+    providers = {}
+    for b in args.backends:
+        if b == "torch" or problem(b, "cuda", x.dtype, False) is None:
+            providers[b] = lambda b=b: anti_alias_activation(x, alpha, beta, backend=b, out_dtype=out_dtype)
+    if "triton" in args.backends and problem("triton", "cuda", x.dtype, False) is None:
+        providers["triton_op"] = lambda: lib.anti_alias_activation_triton(x, alpha, beta, f, f, True, out_dtype)
+        providers["triton_then_cast"] = lambda: lib.anti_alias_activation_triton(x, alpha, beta, f, f, True).to(out_dtype)
+    if "cuda" in args.backends and problem("cuda", "cuda", x.dtype, False) is None:
+        cuda_op = lib.cuda_op()
+        providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True, out_dtype)
+        providers["cuda_then_cast"] = lambda: cuda_op(x, alpha, beta, f, f, True).to(out_dtype)
+    return providers
+
+
 def bench_forward(args) -> dict:
     official = official_kernel() if args.official else None
     fp32_rate, rate_source = fp32_ops_per_second(args.clock_ghz)
     print(f"FP32 issue rate {fp32_rate / 1e12:.1f} T/s: {rate_source}", file=sys.stderr)
     f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
-    rows = []
+    # The pair rows right after the float32 ones (same copy rate), so that a run cut short by a
+    # timeout has them: [(label, x dtype, out dtype or None)].
+    kinds = []
     for dtype_name in args.dtypes:
-        dtype = DTYPES[dtype_name]
-        copy = copy_rate_gbps(dtype)
-        print(f"{dtype_name}: device-to-device copy {copy:,.0f} GB/s", file=sys.stderr)
+        kinds.append((dtype_name, DTYPES[dtype_name], None))
+        if dtype_name == "float32":
+            kinds += [(pair, DTYPES[pair.split("->")[0]], DTYPES[pair.split("->")[1]]) for pair in args.pairs]
+    if "float32" not in args.dtypes:
+        kinds += [(pair, DTYPES[pair.split("->")[0]], DTYPES[pair.split("->")[1]]) for pair in args.pairs]
+    copies = {}
+    rows = []
+    for label, dtype, out_dtype in kinds:
+        if dtype not in copies:
+            copies[dtype] = copy_rate_gbps(dtype)
+            print(f"{label}: device-to-device copy {copies[dtype]:,.0f} GB/s", file=sys.stderr)
+        copy = copies[dtype]
         for frames in args.frames:
             for C, L in model_shapes(args.config, frames):
                 x, alpha, beta = make_inputs(C, L, dtype)
+                row = {"dtype": label, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
+                if out_dtype is not None:
+                    nbytes = x.numel() * (x.element_size() + torch.tensor([], dtype=out_dtype).element_size())
+                    _measure(row, _pair_providers(args, x, alpha, beta, f, out_dtype), nbytes, copy, x.numel(),
+                             fp32_rate, args.rep_ms)
+                    rows.append(row)
+                    checkpoint_json(args, {"rows": rows})
+                    continue
                 nbytes = 2 * x.numel() * x.element_size()
-                row = {"dtype": dtype_name, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
                 providers = {b: (lambda b=b: anti_alias_activation(x, alpha, beta, backend=b)) for b in args.backends}
                 # The bare ops too, without the public function's checks and dispatch: at 256 frames,
                 # where a kernel takes tens of microseconds, host overhead could decide a comparison.
@@ -146,28 +212,10 @@ def bench_forward(args) -> dict:
                     # the model's dtype, cast here once, outside the timed call.
                     taps_o, alpha_o, beta_o = f.view(1, 1, 12).to(dtype), alpha.to(dtype), beta.to(dtype)
                     providers["official"] = lambda: official.forward(x, taps_o, taps_o, alpha_o, beta_o)
-                for name, fn in providers.items():
-                    if name.removesuffix("_op") in ("triton", "cuda") and problem(name.removesuffix("_op"), "cuda", dtype, False) is not None:
-                        continue
-                    # The bare ops and the official kernel are timed replayed from a CUDA graph: the
-                    # kernels' own time (at 256 frames do_bench's events mostly time the host's
-                    # launch); the public function with do_bench, host cost included.
-                    graphed = name.endswith("_op") or name == "official"
-                    try:
-                        ms = kernel_ms(fn, rep_ms=args.rep_ms, cuda_graph=graphed)
-                    except Exception as err:  # a capture that fails is reported, and timed without a graph
-                        print(f"{name}: CUDA-graph timing failed ({type(err).__name__}: {err}); timed with do_bench", file=sys.stderr)
-                        graphed, ms = False, kernel_ms(fn, rep_ms=args.rep_ms)
-                    row[f"{name}_timing"] = "do_bench_cudagraph" if graphed else "do_bench"
-                    row[f"{name}_ms"] = ms
-                    row[f"{name}_gbps"] = nbytes / ms / 1e6
-                    row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
-                    kernel = name.removesuffix("_op")
-                    if kernel in FP32_OPS_PER_OUTPUT:
-                        memory_ms = nbytes / (copy * 1e6)
-                        arithmetic_ms = x.numel() * FP32_OPS_PER_OUTPUT[kernel] / fp32_rate * 1e3
-                        row[f"{name}_roofline_ms"] = max(memory_ms, arithmetic_ms)
-                        row[f"{name}_roofline_bound"] = "memory" if memory_ms >= arithmetic_ms else "arithmetic"
+                providers = {name: fn for name, fn in providers.items()
+                             if name.removesuffix("_op") not in ("triton", "cuda")
+                             or problem(name.removesuffix("_op"), "cuda", dtype, False) is None}
+                _measure(row, providers, nbytes, copy, x.numel(), fp32_rate, args.rep_ms)
                 rows.append(row)
                 checkpoint_json(args, {"rows": rows})
     return {"rows": rows, "fp32_ops_per_second": fp32_rate, "fp32_rate_source": rate_source,
@@ -175,23 +223,25 @@ def bench_forward(args) -> dict:
 
 
 def print_forward(result: dict, backends: list[str]) -> None:
-    names = [b for b in backends + [b + "_op" for b in backends] + ["official"] if any(f"{b}_ms" in r for r in result["rows"])]
-    head = f"{'dtype':<9}{'frames':>7}{'C x L':>15}" + "".join(
-        f"{n + ' ms':>13}{'%copy':>7}" + (f"{'roofline':>10}{'x roof':>7}" if n.removesuffix('_op') in FP32_OPS_PER_OUTPUT else "")
+    candidates = backends + [b + "_op" for b in backends] + ["official"] + [b + "_then_cast" for b in backends]
+    names = [b for b in candidates if any(f"{b}_ms" in r for r in result["rows"])]
+    head = f"{'dtype':<18}{'frames':>7}{'C x L':>15}" + "".join(
+        f"{n + ' ms':>{max(13, len(n) + 5)}}{'%copy':>7}" + (f"{'roofline':>10}{'x roof':>7}" if n.removesuffix('_op') in FP32_OPS_PER_OUTPUT else "")
         for n in names
     )
     if "official" in names:
-        head += "".join(f"{'x official (' + n + ')':>22}" for n in names if n != "official")
+        head += "".join(f"{'x official (' + n + ')':>24}" for n in names if n != "official" and not n.endswith("_then_cast"))
     print(head)
     for r in result["rows"]:
-        line = f"{r['dtype']:<9}{r['frames']:>7}{str(r['C']) + ' x ' + str(r['L']):>15}"
+        line = f"{r['dtype']:<18}{r['frames']:>7}{str(r['C']) + ' x ' + str(r['L']):>15}"
         for n in names:
-            line += f"{r.get(n + '_ms', math.nan):>13.4f}{100 * r.get(n + '_copy_fraction', math.nan):>6.0f}%"
+            line += f"{r.get(n + '_ms', math.nan):>{max(13, len(n) + 5)}.4f}{100 * r.get(n + '_copy_fraction', math.nan):>6.0f}%"
             if n.removesuffix("_op") in FP32_OPS_PER_OUTPUT:
                 roof = r.get(n + "_roofline_ms", math.nan)
                 line += f"{roof:>10.4f}{r.get(n + '_ms', math.nan) / roof:>7.2f}"
         if "official" in names:
-            line += "".join(f"{r.get('official_ms', math.nan) / r.get(n + '_ms', math.nan):>22.2f}" for n in names if n != "official")
+            line += "".join(f"{r.get('official_ms', math.nan) / r.get(n + '_ms', math.nan):>24.2f}" for n in names
+                            if n != "official" and not n.endswith("_then_cast"))
         print(line)
 
 
@@ -256,6 +306,8 @@ def main() -> int:
     parser.add_argument("--config", default="bigvgan_v2_22khz_80band_256x")
     parser.add_argument("--frames", type=int, nargs="+", default=[256, 2048])
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    parser.add_argument("--pairs", nargs="*", default=["float32->bfloat16"], choices=["float32->bfloat16", "float32->float16"],
+                        help="x dtype -> out_dtype rows (the mixed half-precision mode's first activations); none: --pairs")
     parser.add_argument("--backends", nargs="+", default=["torch", "triton", "cuda"])
     parser.add_argument("--no-official", dest="official", action="store_false")
     parser.add_argument("--backward", action="store_true")

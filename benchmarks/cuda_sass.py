@@ -185,11 +185,22 @@ def sass_by_source_function(cubin: Path, source: Path) -> dict[str, dict[str, Co
     return result
 
 
+# Itanium-mangled template arguments of the kernel: a type, or S<n>_ (the same type as an earlier one).
+_MANGLED_TYPES = {"f": "float32", "6__half": "float16", "13__nv_bfloat16": "bfloat16"}
+
+
 def dtype_of(mangled: str) -> str | None:
-    for token, name in (("I13__nv_bfloat16E", "bfloat16"), ("I6__halfE", "float16"), ("IfE", "float32")):
-        if token in mangled:
-            return name
-    return None
+    """The kernel instantiation's I/O dtypes: "float32" for <float, float> (and for the one-parameter
+    kernels of older sources), "float32->bfloat16" for <float, __nv_bfloat16>."""
+    found = re.search(r"anti_alias_activation_kernelI((?:f|6__half|13__nv_bfloat16|S\d*_)+)E", mangled)
+    if not found:
+        return None
+    names = [_MANGLED_TYPES.get(token, "same") for token in re.findall(r"f|6__half|13__nv_bfloat16|S\d*_", found.group(1))]
+    if names[0] == "same" or len(names) > 2:
+        return None
+    if len(names) == 1 or names[1] in ("same", names[0]):
+        return names[0]
+    return f"{names[0]}->{names[1]}"
 
 
 # The source functions of one thread's per-output work: the upsampling and the sine run once per
@@ -247,16 +258,16 @@ def count(source: Path, arch: int) -> dict:
 def print_table(result: dict) -> None:
     print(f"{result['source']} for {result['arch']}: static SASS per kernel, / {result['outputs_per_thread']} outputs per thread")
     classes = ["fp32", "mufu", "convert", "global_load", "global_store", "shared_load", "shared_store", "local", "integer_other", "control"]
-    print(f"{'dtype':<10}{'regs':>5}{'stack':>6}{'spill':>6}{'instr':>7}" + "".join(f"{c:>14}" for c in classes))
+    print(f"{'dtype':<18}{'regs':>5}{'stack':>6}{'spill':>6}{'instr':>7}" + "".join(f"{c:>14}" for c in classes))
     for dtype, k in sorted(result["kernels"].items()):
         spills = k.get("spill_stores", 0) + k.get("spill_loads", 0)
         cells = "".join(f"{k['by_class'].get(c, 0):>6} ({k['per_output'].get(c, 0):>5})" for c in classes)
-        print(f"{dtype:<10}{k.get('registers', '?'):>5}{k.get('stack', '?'):>6}{spills:>6}{k['instructions']:>7}{cells}")
+        print(f"{dtype:<18}{k.get('registers', '?'):>5}{k.get('stack', '?'):>6}{spills:>6}{k['instructions']:>7}{cells}")
     print("(each cell: static count (per output))")
     print("hot path per output (upsample + sine + downsample, from -lineinfo):")
     for dtype, k in sorted(result["kernels"].items()):
         hot = k["hot_path_per_output"]
-        print(f"  {dtype:<9} " + "  ".join(f"{c} {v}" for c, v in hot.items()))
+        print(f"  {dtype:<17} " + "  ".join(f"{c} {v}" for c, v in hot.items()))
     for name, f in result["device_functions"].items():
         print(f"device function {name}: {f['instructions']} instructions, {f.get('registers', '?')} registers, MUFU {f['by_class'].get('mufu', 0)}")
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .anti_alias import library, policy
-from .anti_alias.op import FUSED_TAPS_DTYPE, anti_alias_activation
+from .anti_alias.op import FUSED_TAPS_DTYPE, anti_alias_activation, check_out_dtype
 from .anti_alias.reference import FILTER_TAPS, RATIO, downsample_ref, kaiser_sinc_filter1d, snake_ref, upsample_ref
 
 
@@ -123,14 +123,17 @@ class DownSample1d(nn.Module):
         return self.lowpass(x)
 
 
-def fused_inference_call(name: str, x: torch.Tensor, act: nn.Module, upsample_taps: tuple, downsample_taps: tuple):
+def fused_inference_call(name: str, x: torch.Tensor, act: nn.Module, upsample_taps: tuple, downsample_taps: tuple,
+                         out_dtype: torch.dtype | None = None):
     """The lean inference call of fused backend ``name`` for inputs like ``x``: ``run(x)`` makes one op
     call, reading ``act``'s alpha (and beta) from its parameter dictionary at every call, so
     reassigned or reloaded parameters are used at once. ``upsample_taps`` / ``downsample_taps``:
-    ``(dictionary, key)`` where each call finds the 12 float32 taps (a module's buffer dictionary)."""
+    ``(dictionary, key)`` where each call finds the 12 float32 taps (a module's buffer dictionary).
+    The output is of ``out_dtype`` (None: x's), which ``name`` must write (``policy.choose`` checks)."""
     parameters = act._parameters
     has_beta = parameters.get("beta") is not None
-    op = library.inference_launcher(name, x.device, x.dtype, has_beta, bool(act.alpha_logscale), parameters["alpha"].dtype)
+    op = library.inference_launcher(name, x.device, x.dtype, has_beta, bool(act.alpha_logscale), parameters["alpha"].dtype,
+                                    out_dtype)
     (up_dict, up_key), (down_dict, down_key) = upsample_taps, downsample_taps
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -148,8 +151,15 @@ class Activation1d(nn.Module):
     With ratio 2 and 12-tap filters (every BigVGAN model) it runs through
     :func:`bigvgan_fast.anti_alias_activation` on ``self.backend``; other shapes run the modules.
 
+    ``forward(x, out_dtype=None)`` returns a tensor of ``out_dtype``. The fused backends compute in
+    float32 and round once to it (what the AMP blocks use to hand the mixed half-precision mode's
+    float32 residual stream to a bfloat16 / float16 convolution without a separate cast); the
+    torch path computes as the modules do, then converts. ``out_dtype=None``: the fused backends
+    write x's dtype, the torch path what the modules give (float32 for half-precision x and float32
+    parameters, by type promotion).
+
     Inference (no gradient being recorded, not inside ``torch.compile``) takes a lean path: the
-    backend and the op are chosen once per (device type, dtype) of the input and kept, and each call
+    backend and the op are chosen once per (device type, x dtype, out dtype) and kept, and each call
     is one op call with the parameters and taps read straight from the modules' dictionaries (so
     reassigned or reloaded parameters are used at once). The choice is made again after ``to()`` /
     ``half()`` and the like, after a change of ``backend``, and on :meth:`refresh` (e.g. after
@@ -213,23 +223,39 @@ class Activation1d(nn.Module):
             )
         return self.downsample(self.act(self.upsample(x)))
 
-    def _inference_run(self, x: torch.Tensor):
-        """The lean call for inputs like ``x``: chosen once, kept in ``_inference_runs``."""
+    def _unfused_writing(self, out_dtype: torch.dtype | None):
+        """The unfused path with its output converted to ``out_dtype`` (None: as it comes; with
+        parameters in another dtype than x's, the modules' type promotion decides)."""
+        if out_dtype is None:
+            return self._unfused_forward
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return self._unfused_forward(x).to(out_dtype)
+
+        return run
+
+    def _inference_run(self, x: torch.Tensor, out_dtype: torch.dtype | None):
+        """The lean call for inputs like ``x`` writing ``out_dtype``: chosen once, kept in ``_inference_runs``."""
+        check_out_dtype(out_dtype)
+        unfused = self._unfused_writing(out_dtype)
         if not self.fusable:
-            return self._unfused_forward
-        name = policy.choose(self.backend, x.device.type, x.dtype, False)
+            return unfused
+        name = policy.choose(self.backend, x.device.type, x.dtype, False, out_dtype=out_dtype)
         if name == "torch":
-            return self._unfused_forward
+            return unfused
         return fused_inference_call(
-            name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter")
+            name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter"),
+            None if out_dtype == x.dtype else out_dtype,  # the fused ops write x's dtype by default
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            key = (x.device.type, x.dtype)
+            if out_dtype is not None and type(out_dtype) is not torch.dtype:
+                check_out_dtype(out_dtype)  # raises before an unhashable value meets the dictionary
+            key = (x.device.type, x.dtype, out_dtype)
             run = self._inference_runs.get(key)
             if run is None:
-                run = self._inference_runs[key] = self._inference_run(x)
+                run = self._inference_runs[key] = self._inference_run(x, out_dtype)
             return run(x)
         if self.backend != "torch" and self.fusable:
             return anti_alias_activation(
@@ -240,8 +266,11 @@ class Activation1d(nn.Module):
                 backend=self.backend,
                 upsample_filter=self.upsample.filter,
                 downsample_filter=self.downsample.lowpass.filter,
+                out_dtype=out_dtype,
             )
-        return self._unfused_forward(x)
+        check_out_dtype(out_dtype)
+        y = self._unfused_forward(x)
+        return y if out_dtype is None else y.to(out_dtype)
 
 
 def _make_activation(kind: str, channels: int, alpha_logscale: bool, backend: str) -> Activation1d:
@@ -276,18 +305,28 @@ def parameter_dtype(conv: nn.Module) -> torch.dtype:
     return reference.dtype
 
 
+def input_dtype_for(conv: nn.Module, x: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``conv``'s input must have, for an input on ``x``'s device: ``conv``'s parameters'
+    dtype, or None under autocast, which casts the convolution's input itself (a conversion here
+    would be undone there). The mixed half-precision mode keeps the residual stream float32
+    (bigvgan_fast.precision) and its convolutions in half precision."""
+    if torch.is_autocast_enabled(x.device.type):
+        return None
+    return parameter_dtype(conv)
+
+
 def as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x`` in ``conv``'s dtype: the mixed half-precision mode keeps the residual stream float32
-    (bigvgan_fast.precision). A no-op when the dtypes match, and under autocast, which casts the
-    convolution's input itself (a cast here would be undone there)."""
-    dtype = parameter_dtype(conv)
-    if x.dtype == dtype or torch.is_autocast_enabled(x.device.type):
-        return x
-    return x.to(dtype)
+    """``x`` in ``conv``'s dtype (see :func:`input_dtype_for`); ``x`` itself when it has it."""
+    dtype = input_dtype_for(conv, x)
+    return x if dtype is None or x.dtype == dtype else x.to(dtype)
 
 
 class AMPBlock1(nn.Module):
-    """For each dilation d: ``x = x + c2(a2(c1(a1(x))))``, c1 dilated by d, c2 not."""
+    """For each dilation d: ``x = x + c2(a2(c1(a1(x))))``, c1 dilated by d, c2 not.
+
+    Each activation writes the dtype of the convolution after it (:func:`input_dtype_for`, None under
+    autocast): in the mixed half-precision mode a1 reads the float32 residual and writes c1's
+    bfloat16 / float16, one pass instead of an activation and a cast."""
 
     def __init__(
         self,
@@ -308,13 +347,13 @@ class AMPBlock1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acts1, acts2 = self.activations[::2], self.activations[1::2]
         for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts1, acts2):
-            h = c1(as_input_of(c1, a1(x)))
-            x = x + c2(as_input_of(c2, a2(h)))
+            h = c1(a1(x, out_dtype=input_dtype_for(c1, x)))
+            x = x + c2(a2(h, out_dtype=input_dtype_for(c2, x)))
         return x
 
 
 class AMPBlock2(nn.Module):
-    """For each dilation d: ``x = x + c(a(x))``."""
+    """For each dilation d: ``x = x + c(a(x))``, a writing c's dtype (as in :class:`AMPBlock1`)."""
 
     def __init__(
         self,
@@ -333,5 +372,5 @@ class AMPBlock2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c, a in zip(self.convs, self.activations):
-            x = x + c(as_input_of(c, a(x)))
+            x = x + c(a(x, out_dtype=input_dtype_for(c, x)))
         return x

@@ -9,7 +9,8 @@ Two modes, for ``dtype`` float16 or bfloat16:
   float32: the residual stream and the ``xs / num_kernels`` averages, the upsampling (transposed)
   convolutions, ``conv_pre``, ``activation_post`` and ``conv_post``, every activation's parameters
   and filter taps, and the returned waveform (rounding the waveform alone to bfloat16 costs 1.1e-3
-  relative L2). Each first activation of an AMP layer reads the float32 residual.
+  relative L2). Each first activation of an AMP layer reads the float32 residual and writes its
+  convolution's ``dtype``.
 
 Why the upsampling convolutions: they carry the whole signal from one stage to the next, while
 each AMP layer adds a correction to it, so their rounding reaches the waveform undiminished. On
@@ -32,13 +33,21 @@ graph (:mod:`bigvgan_fast.graphs`) the check is computed on the device inside th
 (:func:`unchecked_forward`) and read after each replay; a replay that overflowed is run again
 eagerly through the guard, and the graphs are captured anew.
 
-Full-tensor passes the mixed mode adds over the plain cast, with today's fused ops (whose output
-dtype is their input's): per AMP layer one cast of the first activation's output to the convolution
-dtype (``a1(x).to(...)``: 3 per AMPBlock1, 54 in the 22 kHz model, +20% launches per block). The
-upsampling convolutions read and write float32 (the residual stream's dtype: no cast around them).
-Bytes: the first activation reads and writes float32 and the residual adds read and write float32,
-about 14 more bytes per element per AMP layer. A fused op writing the convolution's dtype directly
-would remove the 54 casts and 8 of those 14 bytes.
+Full-tensor passes the mixed mode adds over the plain cast. Each AMP layer's first activation reads
+the float32 residual and writes its convolution's dtype itself (the AMP blocks call
+``Activation1d(x, out_dtype=...)``; the fused kernels compute in float32 and round once, at the
+store), so an AMP layer runs the kernels of the plain cast: two activations, two convolutions, the
+residual add. No cast of the activation's output (``a1(x).to(...)``, which was one per AMP layer,
+54 in the 22 kHz model) is left on the triton and cuda backends; the torch backend converts inside
+the activation. The upsampling convolutions read and write float32, the residual stream's dtype:
+no cast around them either. Bytes per element over the plain cast, per AMP layer: +6 (the first
+activation reads 4 bytes instead of 2, +2; the residual add reads and writes float32, +4). Per
+stage the block sums and the average (``num_kernels - 1`` adds and a division) read and write
+float32: +6 bytes per element per add, +4 for the division; the upsampling convolution reads and
+writes float32 (+4 per input and output element) and runs in TF32, at half the tensor-core rate of
+half precision, on about 3% of the FLOPs. Not yet timed on a GPU (``benchmarks/bench_activation.py``
+times the float32 -> bfloat16 activation beside the float32 one and the old activation-then-cast;
+``run_on_gpu.sh`` the whole model, mixed against cast).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@
 //      z[0] or z[2T-1];
 //   4. each thread computes kOutputsPerThread consecutive y (sliding windows over ze, zo) into
 //      shared memory, reusing the x buffer;
-//   5. store the y tile with 16-byte vector stores where the row allows them.
+//   5. store the y tile, rounded once to y's type (x's, or bfloat16 / float16 from float32 x), with
+//      16-byte vector stores where the row allows them.
 // Every z is computed once per block (plus 6 halo values). The sine is the shared fast sine
 // (docs/fast_sine.md): a mod-pi reduction and the hardware sine, 7 FP32 operations and 1 MUFU; z is
 // carried scaled by a (see snake_scaled). benchmarks/cuda_sass.py counts the SASS: 39.9 FP32-pipe
@@ -457,7 +458,10 @@ __device__ __forceinline__ void write_channel_constants(const KernelParams& p, i
   }
 }
 
-template <typename T>
+// In: x's element type; Out: y's. The math is float32 between the two, so writing another type than
+// x's (the mixed half-precision mode's float32 residual read into a bfloat16 / float16 convolution)
+// rounds once, at the store, and saves the separate cast's full pass over y.
+template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) anti_alias_activation_kernel(const KernelParams p) {
   __shared__ __align__(16) float xs[kXSize];  // the x tile, then the y tile (from xs + kXOffset)
   __shared__ float z_even[kZSize];            // a * z[2m],   m = t0 - 3 + j
@@ -465,8 +469,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) anti_alias_activati
   __shared__ __align__(16) ChannelConstants constants;
 
   const int tid = static_cast<int>(threadIdx.x);
-  const T* __restrict__ x = static_cast<const T*>(p.x);
-  T* __restrict__ y = static_cast<T*>(p.y);
+  const In* __restrict__ x = static_cast<const In*>(p.x);
+  Out* __restrict__ y = static_cast<Out*>(p.y);
   const int64_t time_steps = p.time_steps;
 
   // One tile per block in practice (the grid covers all tiles up to 2^31 - 1 of them).
@@ -474,11 +478,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) anti_alias_activati
     const int64_t row = tile / p.tiles_per_row;
     const int64_t t0 = (tile - row * p.tiles_per_row) * kTile;
     const int n_out = static_cast<int>(time_steps - t0 < kTile ? time_steps - t0 : kTile);
-    const T* x_row = x + row * time_steps;
-    T* y_row = y + row * time_steps;
+    const In* x_row = x + row * time_steps;
+    Out* y_row = y + row * time_steps;
 
     write_channel_constants(p, row % p.channels, constants, tid);
-    stage_input<T>(x_row, t0, n_out, time_steps, xs, tid);
+    stage_input<In>(x_row, t0, n_out, time_steps, xs, tid);
     __syncthreads();
     upsample_activate(constants, n_out, xs, z_even, z_odd, tid);
     __syncthreads();
@@ -494,14 +498,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) anti_alias_activati
     for (int k = 0; k < kTaps; ++k) down[k] = constants.down[k];
     downsample(down, n_out, z_even, z_odd, xs + kXOffset, tid);
     __syncthreads();
-    store_output<T>(y_row, t0, n_out, xs + kXOffset, tid);
+    store_output<Out>(y_row, t0, n_out, xs + kXOffset, tid);
     if (tile + gridDim.x < p.total_tiles) __syncthreads();  // xs and the constants are rewritten next
   }
 }
 
-template <typename T>
+template <typename In, typename Out = In>
 void launch(const KernelParams& p, unsigned grid, cudaStream_t stream) {
-  anti_alias_activation_kernel<T><<<grid, kThreads, 0, stream>>>(p);
+  anti_alias_activation_kernel<In, Out><<<grid, kThreads, 0, stream>>>(p);
 }
 
 }  // namespace
@@ -509,7 +513,8 @@ void launch(const KernelParams& p, unsigned grid, cudaStream_t stream) {
 cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* alpha, const float* beta,
                                          const float* upsample_filter, const float* downsample_filter,
                                          int64_t rows, int64_t channels, int64_t time_steps,
-                                         bool alpha_logscale, IoDtype dtype, cudaStream_t stream) {
+                                         bool alpha_logscale, IoDtype dtype, IoDtype out_dtype,
+                                         cudaStream_t stream) {
   if (rows < 0 || time_steps < 1) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   if (channels < 1 || rows % channels != 0) return cudaErrorInvalidValue;
@@ -531,18 +536,29 @@ cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* al
   p.alpha_logscale = alpha_logscale;
   const int64_t max_grid = 0x7fffffff;  // gridDim.x limit
   const unsigned grid = static_cast<unsigned>(p.total_tiles < max_grid ? p.total_tiles : max_grid);
-  switch (dtype) {
-    case IoDtype::kFloat32:
-      launch<float>(p, grid, stream);
-      break;
-    case IoDtype::kFloat16:
-      launch<__half>(p, grid, stream);
-      break;
-    case IoDtype::kBFloat16:
-      launch<__nv_bfloat16>(p, grid, stream);
-      break;
-    default:
-      return cudaErrorInvalidValue;
+  // Five instantiations, ~2,000 SASS instructions each: each type to itself, and float32 to bfloat16
+  // or float16 (the mixed half-precision mode: a float32 residual stream read by half-precision
+  // convolutions). No other pair has a user; check_out_dtype (anti_alias_activation_checks.h) says so.
+  if (dtype == out_dtype) {
+    switch (dtype) {
+      case IoDtype::kFloat32:
+        launch<float>(p, grid, stream);
+        break;
+      case IoDtype::kFloat16:
+        launch<__half>(p, grid, stream);
+        break;
+      case IoDtype::kBFloat16:
+        launch<__nv_bfloat16>(p, grid, stream);
+        break;
+      default:
+        return cudaErrorInvalidValue;
+    }
+  } else if (dtype == IoDtype::kFloat32 && out_dtype == IoDtype::kBFloat16) {
+    launch<float, __nv_bfloat16>(p, grid, stream);
+  } else if (dtype == IoDtype::kFloat32 && out_dtype == IoDtype::kFloat16) {
+    launch<float, __half>(p, grid, stream);
+  } else {
+    return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }

@@ -10,7 +10,7 @@
 
 namespace bigvgan_fast {
 
-// Element type of x and y. The math always runs in float32 with one rounding at the store.
+// Element type of x and of y. The math always runs in float32 with one rounding at the store.
 enum class IoDtype : int {
   kFloat32 = 0,
   kFloat16 = 1,
@@ -20,17 +20,20 @@ enum class IoDtype : int {
 // y = downsample2(snake(upsample2(x))) for x of shape (rows, time_steps), rows = batch * channels
 // laid out row-major (row r has channel r % channels), as docs/definition.md defines it, borders included.
 //
-//   x, y               contiguous, `dtype` elements; y must not overlap x
+//   x                  contiguous, `dtype` elements
+//   y                  contiguous, `out_dtype` elements; must not overlap x. Instantiated pairs
+//                      (dtype, out_dtype): each type to itself, float32 to bfloat16 or float16
 //   alpha              float32 (channels,): Snake alpha (log-scale when alpha_logscale)
 //   beta               float32 (channels,) for SnakeBeta, or nullptr for Snake (b = a)
 //   upsample_filter,   float32 (12,) each, on the device
 //   downsample_filter
 //
 // Runs on `stream` and returns the launch's error (cudaSuccess when nothing had to run, i.e.
-// rows == 0); cudaErrorInvalidValue for a bad argument.
+// rows == 0); cudaErrorInvalidValue for a bad argument, a pair of types included.
 cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* alpha, const float* beta,
                                          const float* upsample_filter, const float* downsample_filter,
                                          int64_t rows, int64_t channels, int64_t time_steps,
-                                         bool alpha_logscale, IoDtype dtype, cudaStream_t stream);
+                                         bool alpha_logscale, IoDtype dtype, IoDtype out_dtype,
+                                         cudaStream_t stream);
 
 }  // namespace bigvgan_fast

@@ -37,6 +37,16 @@ inline std::string device_text(const at::Device& device) { return device.str(); 
 
 inline const char* dtype_text(at::ScalarType dtype) { return c10::toString(dtype); }
 
+// The (x, out) dtypes the kernel is instantiated for (launch_anti_alias_activation's switch): each
+// dtype to itself, and Float to BFloat16 or Half. Float, Half and BFloat16 x are checked before this.
+inline void check_out_dtype(at::ScalarType x_dtype, at::ScalarType out_dtype) {
+  const bool instantiated =
+      out_dtype == x_dtype || (x_dtype == at::kFloat && (out_dtype == at::kBFloat16 || out_dtype == at::kHalf));
+  TORCH_CHECK(instantiated,
+              "anti_alias_activation_cuda: out_dtype must be x's dtype, or BFloat16 or Half for Float x; got ",
+              dtype_text(out_dtype), " for ", dtype_text(x_dtype), " x");
+}
+
 inline void check_channel_parameter(const at::Tensor& param, const char* name, const at::Tensor& x) {
   const int64_t channels = x.size(1);
   TORCH_CHECK(param.is_floating_point(), "anti_alias_activation_cuda: ", name,

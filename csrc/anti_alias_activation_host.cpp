@@ -1,9 +1,9 @@
 // Host layer of the fused anti-aliased activation (kernel: anti_alias_activation.cu).
 //
 // Registers bigvgan_fast::anti_alias_activation_cuda with the dispatcher (schema below, CUDA
-// implementation here; the fake implementation lives in bigvgan_fast/ops.py) and checks every
-// assumption the kernel makes before launching it. `import bigvgan_fast._C` loads this library,
-// which runs the registrations; the module itself is empty.
+// implementation here; the fake implementation lives in bigvgan_fast/anti_alias/library.py) and
+// checks every assumption the kernel makes before launching it. `import bigvgan_fast._C` loads this
+// library, which runs the registrations; the module itself is empty.
 
 #include <Python.h>
 
@@ -39,11 +39,15 @@ IoDtype io_dtype(at::ScalarType dtype) {
 
 at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alpha,
                                       const std::optional<at::Tensor>& beta, const at::Tensor& upsample_filter,
-                                      const at::Tensor& downsample_filter, bool alpha_logscale) {
+                                      const at::Tensor& downsample_filter, bool alpha_logscale,
+                                      std::optional<at::ScalarType> out_dtype) {
   TORCH_CHECK(x.is_cuda(), "anti_alias_activation_cuda: x must be a CUDA tensor, got one on ", device_text(x.device()));
   TORCH_CHECK(x.dim() == 3, "anti_alias_activation_cuda: x must have shape (batch, channels, time), got ",
               shape_text(x.sizes()));
   const IoDtype dtype = io_dtype(x.scalar_type());
+  const at::ScalarType out_scalar_type = out_dtype.value_or(x.scalar_type());
+  check_out_dtype(x.scalar_type(), out_scalar_type);
+  const IoDtype y_dtype = io_dtype(out_scalar_type);
   TORCH_CHECK(x.size(2) >= 1, "anti_alias_activation_cuda: x must have at least one time step, got shape ",
               shape_text(x.sizes()));
   check_channel_parameter(alpha, "alpha", x);
@@ -59,14 +63,14 @@ at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alp
   const at::Tensor upsample_taps = upsample_filter.contiguous();
   const at::Tensor downsample_taps = downsample_filter.contiguous();
 
-  at::Tensor y = at::empty(x_contiguous.sizes(), x_contiguous.options());
+  at::Tensor y = at::empty(x_contiguous.sizes(), x_contiguous.options().dtype(out_scalar_type));
   if (y.numel() == 0) return y;
 
   const cudaError_t status = launch_anti_alias_activation(
       x_contiguous.const_data_ptr(), y.mutable_data_ptr(), alpha_float.const_data_ptr<float>(),
       beta_float.has_value() ? beta_float->const_data_ptr<float>() : nullptr,
       upsample_taps.const_data_ptr<float>(), downsample_taps.const_data_ptr<float>(), x.size(0) * x.size(1),
-      x.size(1), x.size(2), alpha_logscale, dtype, c10::cuda::getCurrentCUDAStream().stream());
+      x.size(1), x.size(2), alpha_logscale, dtype, y_dtype, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(status == cudaSuccess, "anti_alias_activation_cuda: kernel launch failed: ", cudaGetErrorString(status));
   return y;
 }
@@ -79,7 +83,7 @@ at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alp
 TORCH_LIBRARY_FRAGMENT(bigvgan_fast, m) {
   m.def(
       "anti_alias_activation_cuda(Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, "
-      "Tensor downsample_filter, bool alpha_logscale) -> Tensor");
+      "Tensor downsample_filter, bool alpha_logscale, ScalarType? out_dtype=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(bigvgan_fast, CUDA, m) {

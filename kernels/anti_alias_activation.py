@@ -554,9 +554,18 @@ def _check(x, alpha, beta, upsample_filter, downsample_filter) -> None:
             raise ValueError(f"{name} must be a contiguous float32 tensor of {FILTER_TAPS} taps on {x.device}")
 
 
-def _check_out(out, x) -> None:
-    if not (out.shape == x.shape and out.dtype == x.dtype and out.is_contiguous() and out.device == x.device):
-        raise ValueError(f"out must be a contiguous {x.dtype} tensor of shape {tuple(x.shape)} on {x.device}")
+_IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_out_dtype(out_dtype) -> None:
+    if out_dtype not in _IO_DTYPES:
+        raise TypeError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+
+
+def _check_out(out, x, dtype) -> None:
+    if not (out.shape == x.shape and out.dtype == dtype and out.is_contiguous() and out.device == x.device):
+        raise ValueError(f"out must be a contiguous {dtype} tensor of shape {tuple(x.shape)} on {x.device}, "
+                         f"got {out.dtype} {tuple(out.shape)}")
 
 
 def anti_alias_activation_forward(
@@ -568,6 +577,7 @@ def anti_alias_activation_forward(
     alpha_logscale: bool,
     *,
     out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
     block_t: int | None = None,
     num_warps: int | None = None,
     use_gather: bool | None = None,
@@ -580,20 +590,27 @@ def anti_alias_activation_forward(
         beta: (C,) float tensor for SnakeBeta, or None for Snake.
         upsample_filter, downsample_filter: 12 contiguous float32 taps on x's device.
         alpha_logscale: the parameters are logarithms (a = exp(alpha), b = exp(beta)).
-        out: optional contiguous (B, C, T) tensor of x's dtype to write into.
+        out: optional contiguous (B, C, T) tensor to write into: float32, float16 or bfloat16,
+            whatever x's dtype (of ``out_dtype`` when that is given too).
+        out_dtype: the output's dtype when ``out`` is None (float32, float16 or bfloat16); None:
+            ``out``'s, else x's.
         block_t, num_warps: override the launch heuristic (power of two >= 16), for tests and tuning.
         use_gather: share neighbouring samples through ``tl.gather`` (default :data:`USE_GATHER`)
             or recompute them.
 
     Returns:
-        (B, C, T) tensor of x's dtype (``out`` when given); float32 math, one rounding at the store.
+        (B, C, T) tensor (``out`` when given) of ``out_dtype``; float32 math, one rounding at the
+        store, whatever the input and output dtypes.
     """
     _check(x, alpha, beta, upsample_filter, downsample_filter)
     B, C, T = x.shape
     if out is None:
-        out = torch.empty_like(x)
+        out_dtype = x.dtype if out_dtype is None else out_dtype
+        _check_out_dtype(out_dtype)
+        out = torch.empty_like(x, dtype=out_dtype)
     else:
-        _check_out(out, x)
+        _check_out(out, x, out.dtype if out_dtype is None else out_dtype)
+        _check_out_dtype(out.dtype)
     if x.numel() == 0:
         return out
     n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
@@ -622,7 +639,8 @@ def anti_alias_activation_backward(
     """Gradients of :func:`anti_alias_activation_forward`, recomputing the activation from x.
 
     Args:
-        grad_y: (B, C, T) gradient of the output, any float dtype and strides (made contiguous here).
+        grad_y: (B, C, T) gradient of the output, any float dtype (e.g. the forward's out_dtype) and
+            strides (made contiguous here).
         x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale: as in the forward.
         needs_alpha_grad, needs_beta_grad: which parameter gradients to compute.
         out: optional contiguous tensor like x to write grad_x into.
@@ -643,7 +661,7 @@ def anti_alias_activation_backward(
     if out is None:
         out = torch.empty_like(x)
     else:
-        _check_out(out, x)
+        _check_out(out, x, x.dtype)
     n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
                                                       _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
@@ -677,6 +695,7 @@ def prepared_forward(
     device: torch.device | str,
     *,
     param_dtype: torch.dtype = torch.float32,
+    out_dtype: torch.dtype | None = None,
     block_t: int | None = None,
     num_warps: int | None = None,
     use_gather: bool | None = None,
@@ -690,45 +709,52 @@ def prepared_forward(
     checks are computed. Under the Triton interpreter (CPU) it is the ordinary launcher.
 
     Args:
-        dtype: x's dtype (float32, float16 or bfloat16); out has the same.
+        dtype: x's dtype (float32, float16 or bfloat16).
         has_beta: SnakeBeta (the launcher takes beta) or Snake (beta is None).
         alpha_logscale: as in the forward.
         device: the CUDA device every call's tensors are on (and the current device at the call).
         param_dtype: alpha's (and beta's) dtype.
+        out_dtype: out's dtype (float32, float16 or bfloat16, whatever ``dtype``); None: ``dtype``.
         block_t, num_warps, use_gather: as in the forward; block_t None picks it from each call's T.
 
     Returns:
         ``launch(x, out, alpha, beta, up, down) -> out``: x contiguous (B, C, T) of ``dtype``; out a
-        contiguous tensor like x; alpha, beta (None for Snake) contiguous (C,) of ``param_dtype``;
-        up, down contiguous float32 12-tap filters, all on ``device``. Shapes and devices of the
-        parameters are the caller's promise (prepare them once); what is checked per call is what
-        would otherwise write out of bounds or read the wrong dtype.
+        contiguous tensor of x's shape and ``out_dtype``; alpha, beta (None for Snake) contiguous
+        (C,) of ``param_dtype``; up, down contiguous float32 12-tap filters, all on ``device``.
+        Shapes and devices of the parameters are the caller's promise (prepare them once); what is
+        checked per call is what would otherwise write out of bounds or read the wrong dtype.
     """
     device = torch.device(device)
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
     if block_t is not None:
         block_t, num_warps = _launch_config(block_t, block_t, num_warps, use_gather, _FORWARD_SAMPLES_PER_THREAD)
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if dtype not in _IO_DTYPES:
         raise TypeError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    out_dtype = dtype if out_dtype is None else out_dtype
+    _check_out_dtype(out_dtype)
     if not param_dtype.is_floating_point:
         raise TypeError(f"param_dtype must be a float dtype, got {param_dtype}")
     if _interpreted() or device.type != "cuda":
         def launch(x, out, alpha, beta, up, down):
-            return anti_alias_activation_forward(x, alpha, beta, up, down, alpha_logscale, out=out,
+            if x.dtype != dtype:
+                raise ValueError(f"prepared for {dtype} x, got {x.dtype}")
+            return anti_alias_activation_forward(x, alpha, beta, up, down, alpha_logscale, out=out, out_dtype=out_dtype,
                                                  block_t=block_t, num_warps=num_warps, use_gather=use_gather)
         return launch
-    return _PreparedForward(dtype, bool(has_beta), bool(alpha_logscale), device, param_dtype,
+    return _PreparedForward(dtype, bool(has_beta), bool(alpha_logscale), device, param_dtype, out_dtype,
                             block_t, num_warps, use_gather)
 
 
 class _PreparedForward:
-    """See :func:`prepared_forward`. Compiled kernels are keyed by (block_t, aligned): aligned means
+    """See :func:`prepared_forward`. One instance per (x dtype, out dtype, ...): Triton specialises on
+    both pointers' element types. Compiled kernels are keyed by (block_t, aligned): aligned means
     T % 16 == 0 and 16-byte aligned x and out, which Triton's specialisation would also see and
     which lets it emit wide loads and stores; the other class is compiled without those facts.
     Parameters are compiled as unaligned pointers (they are read once per program)."""
 
-    def __init__(self, dtype, has_beta, alpha_logscale, device, param_dtype, block_t, num_warps, use_gather):
+    def __init__(self, dtype, has_beta, alpha_logscale, device, param_dtype, out_dtype, block_t, num_warps, use_gather):
         self.dtype = dtype
+        self.out_dtype = out_dtype
         self.has_beta = has_beta
         self.alpha_logscale = alpha_logscale
         self.device = device
@@ -746,10 +772,11 @@ class _PreparedForward:
         # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
         # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
         with torch.cuda.device(self.device_index):
-            data = torch.empty(130, dtype=self.dtype, device=self.device)
+            data = torch.empty(65, dtype=self.dtype, device=self.device)
+            written = torch.empty(65, dtype=self.out_dtype, device=self.device)
             params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
-            x, out = (data[:64], data[64:128]) if aligned else (data[1:65], data[65:129])
+            x, out = (data[:64], written[:64]) if aligned else (data[1:65], written[1:65])
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
                 HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
@@ -758,9 +785,9 @@ class _PreparedForward:
         return compiled
 
     def __call__(self, x, out, alpha, beta, up, down):
-        if not (x.dtype is self.dtype and out.dtype is self.dtype and out.shape == x.shape
+        if not (x.dtype is self.dtype and out.dtype is self.out_dtype and out.shape == x.shape
                 and x.is_contiguous() and out.is_contiguous()):
-            raise ValueError(f"x and out must be contiguous {self.dtype} tensors of one shape, "
+            raise ValueError(f"x and out must be contiguous tensors of one shape, {self.dtype} and {self.out_dtype}, "
                              f"got {x.dtype} {tuple(x.shape)} and {out.dtype} {tuple(out.shape)}")
         if (beta is not None) != self.has_beta or alpha.dtype is not self.param_dtype:
             raise ValueError(f"prepared for {'SnakeBeta' if self.has_beta else 'Snake'} with {self.param_dtype} "

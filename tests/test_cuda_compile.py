@@ -33,8 +33,10 @@ TORCH_NVCC_FLAGS = [
     "--expt-relaxed-constexpr",
 ]
 STRICT_FLAGS = ["-O3", "-Werror", "all-warnings", "-Xcompiler=-Wall,-Wextra,-Werror"]
-# One kernel instantiation per I/O dtype (float, __half, __nv_bfloat16).
-KERNEL_INSTANTIATIONS = {"anti_alias_activation.cu": 3}
+# One kernel instantiation per (x, y) dtype pair: each of float, __half, __nv_bfloat16 to itself, and
+# float to __nv_bfloat16 and to __half (the mixed half-precision mode).
+KERNEL_INSTANTIATIONS = {"anti_alias_activation.cu": 5}
+KERNEL_DTYPES = ["bfloat16", "float16", "float32", "float32->bfloat16", "float32->float16"]
 
 
 def _find_nvcc() -> str | None:
@@ -197,7 +199,9 @@ _CHECKS_OP_SOURCE = r"""
 
 namespace {
 void check_arguments(const at::Tensor& x, const at::Tensor& alpha, const std::optional<at::Tensor>& beta,
-                     const at::Tensor& upsample_filter, const at::Tensor& downsample_filter) {
+                     const at::Tensor& upsample_filter, const at::Tensor& downsample_filter,
+                     std::optional<at::ScalarType> out_dtype) {
+  bigvgan_fast::check_out_dtype(x.scalar_type(), out_dtype.value_or(x.scalar_type()));
   bigvgan_fast::check_channel_parameter(alpha, "alpha", x);
   if (beta.has_value()) bigvgan_fast::check_channel_parameter(*beta, "beta", x);
   bigvgan_fast::check_filter(upsample_filter, "upsample_filter", x);
@@ -206,7 +210,8 @@ void check_arguments(const at::Tensor& x, const at::Tensor& alpha, const std::op
 }  // namespace
 
 TORCH_LIBRARY(bigvgan_fast_checks, m) {
-  m.def("check_arguments(Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, Tensor downsample_filter) -> ()");
+  m.def("check_arguments(Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, Tensor downsample_filter, "
+        "ScalarType? out_dtype=None) -> ()");
 }
 // Meta too: a parameter on another device sends the call to that device's kernel.
 TORCH_LIBRARY_IMPL(bigvgan_fast_checks, CPU, m) { m.impl("check_arguments", &check_arguments); }
@@ -246,6 +251,10 @@ CHECK_CASES = {
     "up_taps": (lambda t, x, a, b, u, d: (x, a, b, u[:10], d), "upsample_filter must hold 12 taps, got shape (10,)"),
     "up_float64": (lambda t, x, a, b, u, d: (x, a, b, u.double(), d), "upsample_filter must be float32, got Double"),
     "down_on_meta": (lambda t, x, a, b, u, d: (x, a, b, u, d.to("meta")), "downsample_filter is on meta but x is on cpu"),
+    # Pairs no kernel is instantiated for (the valid ones pass in test_host_out_dtype_check).
+    "out_float64": (lambda t, x, a, b, u, d: (x, a, b, u, d, t.float64), "out_dtype must be x's dtype, or BFloat16 or Half for Float x; got Double for Float x"),
+    "half_to_float": (lambda t, x, a, b, u, d: (x.half(), a, b, u, d, t.float32), "out_dtype must be x's dtype, or BFloat16 or Half for Float x; got Float for Half x"),
+    "bf16_to_half": (lambda t, x, a, b, u, d: (x.bfloat16(), a, b, u, d, t.float16), "out_dtype must be x's dtype, or BFloat16 or Half for Float x; got Half for BFloat16 x"),
 }
 
 
@@ -262,17 +271,30 @@ def test_host_checks_raise_their_message(checks_op, case):
     assert str(raised.value).splitlines()[0] == f"anti_alias_activation_cuda: {message}"
 
 
+def test_host_out_dtype_check_passes_the_instantiated_pairs(checks_op):
+    import torch
+
+    alpha, up = torch.zeros(3), torch.zeros(12)
+    pairs = [(d, d) for d in (torch.float32, torch.float16, torch.bfloat16)]
+    pairs += [(torch.float32, torch.bfloat16), (torch.float32, torch.float16)]
+    for x_dtype, out_dtype in pairs:
+        checks_op(torch.zeros(1, 3, 5, dtype=x_dtype), alpha, alpha, up, up, out_dtype)
+    checks_op(torch.zeros(1, 3, 5, dtype=torch.bfloat16), alpha, alpha, up, up, None)  # None: x's dtype
+    with pytest.raises(RuntimeError, match="got BFloat16 for Half x"):
+        checks_op(torch.zeros(1, 3, 5, dtype=torch.float16), alpha, alpha, up, up, torch.bfloat16)
+
+
 @needs_nvcc
 def test_sm90_hot_path_instruction_budget():
     """Issue 12's arithmetic target, counted in the sm_90 SASS by benchmarks/cuda_sass.py: at most 40
     FP32-pipe operations and exactly 2 MUFU (the two hardware sines) per output on the common path,
-    every dtype, no spills."""
+    every instantiation (float32 -> bfloat16 / float16 included), no spills."""
     try:
         cuda_sass().find_cuobjdump()
     except SystemExit as err:
         pytest.skip(str(err))
     result = cuda_sass().count(CSRC / "anti_alias_activation.cu", 90)
-    assert sorted(result["kernels"]) == ["bfloat16", "float16", "float32"]
+    assert sorted(result["kernels"]) == KERNEL_DTYPES
     for dtype, kernel in result["kernels"].items():
         hot = kernel["hot_path_per_output"]
         assert 24 <= hot["fp32"] <= 40, f"{dtype}: {hot['fp32']} FP32-pipe operations per output"

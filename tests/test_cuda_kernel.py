@@ -320,3 +320,104 @@ def test_bad_input_is_named(op, case):
     up, down = asymmetric_filters(gen)
     with pytest.raises(RuntimeError, match=match):
         op(*spoil(x, alpha, beta, up, down), True)
+
+
+# --- out_dtype: the kernel writing another dtype than x's (the mixed half-precision mode) -----------
+
+
+def call_poisoned_as(op, out_dtype, x, *args):
+    """``call_poisoned`` with the NaN blocks in the output's dtype and size (the caching allocator
+    hands a freed block of the output's size to the op's output)."""
+    poison = [torch.full((x.numel(),), float("nan"), dtype=out_dtype, device=x.device) for _ in range(2)]
+    del poison
+    return op(x, *args)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("T", [1, 7, CUDA_TILE + 5])
+@pytest.mark.parametrize("layout", ["contiguous", "misaligned"])
+def test_float32_to_half_matches_the_definition_and_rounds_once(op, out_dtype, T, layout):
+    gen = torch.Generator().manual_seed(60 + T)
+    B, C = 2, 3
+    if layout == "misaligned":  # x's rows not 16-byte aligned: the scalar staging path
+        x = random_input((B * C * T + 1,), torch.float32, gen)[1:].view(B, C, T)
+    else:
+        x = random_input((B, C, T), torch.float32, gen)
+    alpha, beta = random_parameters(C, True, True, gen)
+    up, down = asymmetric_filters(gen)
+    out = call_poisoned_as(op, out_dtype, x, alpha, beta, up, down, True, out_dtype)
+    assert out.dtype == out_dtype and out.shape == (B, C, T) and out.is_contiguous()
+    assert_close_to_definition(out, definition(x, alpha, beta, True, up, down))
+    # One rounding: the float32 output rounded to nearest even (as torch's cast), bitwise.
+    y32 = op(x, alpha, beta, up, down, True)
+    assert torch.equal(out, y32.to(out_dtype)), describe_mismatch(out, y32.to(out_dtype), 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_out_dtype_of_x_is_the_default_call(op, dtype):
+    gen = torch.Generator().manual_seed(61)
+    x = random_input((2, 3, 300), dtype, gen)
+    alpha, beta = random_parameters(3, False, True, gen)
+    up, down = asymmetric_filters(gen)
+    explicit = call_poisoned_as(op, dtype, x, alpha, beta, up, down, True, dtype)
+    assert torch.equal(explicit, op(x, alpha, beta, up, down, True))
+
+
+@pytest.mark.parametrize(
+    "x_dtype,out_dtype",
+    [(torch.bfloat16, torch.float32), (torch.float16, torch.float32), (torch.bfloat16, torch.float16),
+     (torch.float16, torch.bfloat16), (torch.float32, torch.float64)],
+    ids=str,
+)
+def test_pairs_without_an_instantiation_are_refused_by_name(op, x_dtype, out_dtype):
+    gen = torch.Generator().manual_seed(62)
+    x = random_input((1, 3, 5), x_dtype, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
+    names = {torch.float32: "Float", torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float64: "Double"}
+    with pytest.raises(RuntimeError, match=f"out_dtype must be x's dtype, or BFloat16 or Half for Float x; "
+                                           f"got {names[out_dtype]} for {names[x_dtype]} x"):
+        op(x, alpha, beta, up, down, True, out_dtype)
+
+
+def test_opcheck_and_graph_capture_with_out_dtype(op):
+    gen = torch.Generator().manual_seed(63)
+    x = random_input((2, 3, 37), torch.float32, gen)
+    alpha, beta = random_parameters(3, True, True, gen)
+    up, down = asymmetric_filters(gen)
+    torch.library.opcheck(op, (x, alpha, beta, up, down, True, torch.bfloat16))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        op(x, alpha, beta, up, down, True, torch.bfloat16)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = op(x, alpha, beta, up, down, True, torch.bfloat16)
+    fresh = random_input(x.shape, x.dtype, gen)
+    x.copy_(fresh)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, op(fresh, alpha, beta, up, down, True, torch.bfloat16))
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_the_public_op_and_the_lean_path_write_out_dtype_on_cuda(op, out_dtype):
+    from bigvgan_fast import anti_alias_activation
+    from bigvgan_fast.modules import Activation1d, SnakeBeta
+
+    gen = torch.Generator().manual_seed(64)
+    x = random_input((1, 4, 1000), torch.float32, gen)
+    module = Activation1d(SnakeBeta(4, alpha_logscale=True), backend="cuda").to(DEVICE)
+    alpha, beta = random_parameters(4, True, True, gen)
+    with torch.no_grad():
+        module.act.alpha.copy_(alpha)
+        module.act.beta.copy_(beta)
+    with torch.inference_mode():
+        lean = module(x, out_dtype=out_dtype)
+    assert ("cuda", torch.float32, out_dtype) in module._inference_runs
+    public = anti_alias_activation(x, alpha, beta, backend="cuda", out_dtype=out_dtype)
+    assert lean.dtype == public.dtype == out_dtype
+    assert torch.equal(lean, public)
+    assert_close_to_definition(lean, definition(x, alpha, beta))

@@ -55,6 +55,10 @@ def test_opcheck_forward_and_backward_ops():
         torch.library.opcheck(
             bigvgan_fast.anti_alias.library.anti_alias_activation_triton_backward, (torch.randn_like(x), x, alpha, b, f, f, False, True, True), test_utils=("test_schema", "test_faketensor")
         )
+    # out_dtype: the fake gives the output's dtype, the schema takes ScalarType? (None: x's).
+    for out_dtype in (torch.bfloat16, torch.float16, None):
+        torch.library.opcheck(bigvgan_fast.anti_alias.library.anti_alias_activation_triton, (x, alpha, beta, f, f, True, out_dtype), test_utils=("test_schema", "test_faketensor"))
+    assert "ScalarType? out_dtype=None" in str(torch.ops.bigvgan_fast.anti_alias_activation_triton.default._schema)
     # A parameter gradient nobody needs is not computed (empty).
     grad_x, grad_alpha, grad_beta = bigvgan_fast.anti_alias.library.anti_alias_activation_triton_backward(torch.randn_like(x), x, alpha, beta, f, f, True, False, True)
     assert grad_x.shape == x.shape and grad_alpha.numel() == 0 and grad_beta.shape == beta.shape
@@ -73,6 +77,28 @@ def test_compile_fullgraph_has_no_graph_break():
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(mel), model(mel), rtol=0, atol=0)
+
+
+def test_compile_fullgraph_of_a_mixed_precision_amp_block():
+    """The AMP block asking each activation for its convolution's dtype traces as one graph, the op
+    (with out_dtype) opaque in it, and computes what eager does."""
+    from bigvgan_fast.modules import AMPBlock1
+
+    gen = torch.Generator().manual_seed(14)
+    block = AMPBlock1(3, 3, (1, 3), backend="triton", use_weight_norm=False).to(DEVICE)
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    block.convs1.to(torch.bfloat16)
+    block.convs2.to(torch.bfloat16)
+    x = torch.randn(1, 3, 24, generator=gen).to(DEVICE)
+    explanation = torch._dynamo.explain(block)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    ops = [str(n.target) for g in explanation.graphs for n in g.graph.nodes if n.op == "call_function"]
+    assert ops.count("bigvgan_fast.anti_alias_activation_triton.default") == 4, ops
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), block(x), rtol=0, atol=0)
 
 
 def test_generator_triton_matches_torch():

@@ -38,18 +38,19 @@ def speech_mel(model32):
     return speech_like_mel(model32.config, FRAMES)
 
 
-def _fused_math_forward(self, x):
-    """Every activation computed in float32 and rounded once to its input's dtype, as the fused GPU
-    kernels do (the CPU runs the reference path, which computes in the input's dtype)."""
-    return anti_alias_activation_ref(
-        x,
+def _fused_math_forward(self, x, out_dtype=None):
+    """Every activation computed in float32 and rounded once to its output's dtype (the input's, or
+    ``out_dtype``), as the fused GPU kernels do (the CPU runs the reference path, which computes in
+    the input's dtype)."""
+    y = anti_alias_activation_ref(
+        x.float() if x.dtype in (torch.float16, torch.bfloat16) else x,
         self.act.alpha,
         self.act.beta,
         alpha_logscale=self.act.alpha_logscale,
         upsample_filter=self.upsample.filter,
         downsample_filter=self.downsample.lowpass.filter,
-        upcast=True,
     )
+    return y.to(x.dtype if out_dtype is None else out_dtype)
 
 
 def _run(model, mel):

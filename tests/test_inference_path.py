@@ -73,7 +73,7 @@ def test_lean_path_chooses_again_after_cast_and_backend_change(monkeypatch):
     x = random_x((1, 3, 16))
     with torch.inference_mode():
         module(x)
-    assert set(module._inference_runs) == {("cpu", torch.float32)}
+    assert set(module._inference_runs) == {("cpu", torch.float32, None)}  # (device type, x dtype, out_dtype asked)
     module.double()
     assert module._inference_runs == {}  # _apply forgets the choices
     with torch.inference_mode():

@@ -5,7 +5,13 @@ Both fused backends share one schema, so ``torch.compile(fullgraph=True)`` and C
 see one opaque op per activation:
 
     (Tensor x, Tensor alpha, Tensor? beta, Tensor upsample_filter, Tensor downsample_filter,
-     bool alpha_logscale) -> Tensor
+     bool alpha_logscale, ScalarType? out_dtype=None) -> Tensor
+
+``out_dtype`` (None: x's) is the output's dtype: float32 math, one rounding at the store, so the
+mixed half-precision mode's float32 residual stream is written straight into its convolutions'
+bfloat16 / float16 without a separate cast. Triton writes any of float32, float16, bfloat16 from
+any of them; the CUDA kernel is instantiated for each dtype to itself and float32 -> bfloat16 /
+float16 (``policy.out_dtype_problem`` says so before a call).
 
 - ``bigvgan_fast::anti_alias_activation_triton``: defined here, implemented by
   ``bigvgan_fast.kernels.anti_alias_activation_forward``.
@@ -14,8 +20,9 @@ see one opaque op per activation:
 
 Training: both forward ops share one autograd formula, the Triton backward op
 ``bigvgan_fast::anti_alias_activation_triton_backward``, which saves only x and the parameters and
-recomputes the upsampled signal (the CUDA forward pairs with it). The backward op itself has no
-derivative: double backward raises :class:`DoubleBackwardError`, naming the backend that has one.
+recomputes the upsampled signal (the CUDA forward pairs with it). grad_y may come in the output's
+dtype (the backward reads it as float32); grad_x is x's. The backward op itself has no derivative:
+double backward raises :class:`DoubleBackwardError`, naming the backend that has one.
 
 What cannot be imported is kept as a reason (:func:`triton_import_problem`,
 :data:`CUDA_IMPORT_PROBLEM`) for the backend table to report; nothing here raises at import.
@@ -45,9 +52,9 @@ class DoubleBackwardError(RuntimeError):
 # --- Triton ----------------------------------------------------------------------------------------
 
 
-def _fake(x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale):
+def _fake(x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale, out_dtype=None):
     torch._check(x.dim() == 3, lambda: "x must have shape (batch, channels, time)")
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    return torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format)
 
 
 @torch.library.custom_op("bigvgan_fast::anti_alias_activation_triton", mutates_args=())
@@ -58,10 +65,12 @@ def anti_alias_activation_triton(
     upsample_filter: torch.Tensor,
     downsample_filter: torch.Tensor,
     alpha_logscale: bool,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     from bigvgan_fast.kernels import anti_alias_activation_forward
 
-    return anti_alias_activation_forward(x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale)
+    return anti_alias_activation_forward(x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale,
+                                         out_dtype=out_dtype)
 
 
 anti_alias_activation_triton.register_fake(_fake)
@@ -113,7 +122,7 @@ anti_alias_activation_triton_backward.register_autograd(_no_double_backward, set
 
 
 def _setup_context(ctx, inputs, output):
-    x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale = inputs
+    x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale = inputs[:6]
     ctx.save_for_backward(x, alpha, beta, upsample_filter, downsample_filter)
     ctx.alpha_logscale = alpha_logscale
 
@@ -124,7 +133,7 @@ def _backward(ctx, grad_y):
     grad_x, grad_alpha, grad_beta = anti_alias_activation_triton_backward(
         grad_y, x, alpha, beta, upsample_filter, downsample_filter, ctx.alpha_logscale, needs_alpha, needs_beta
     )
-    return grad_x, grad_alpha if needs_alpha else None, grad_beta if needs_beta else None, None, None, None
+    return grad_x, grad_alpha if needs_alpha else None, grad_beta if needs_beta else None, None, None, None, None
 
 
 anti_alias_activation_triton.register_autograd(_backward, setup_context=_setup_context)
@@ -174,10 +183,11 @@ def fused_op(name: str):
 
 
 def inference_launcher(name: str, device: torch.device, dtype: torch.dtype, has_beta: bool, alpha_logscale: bool,
-                       param_dtype: torch.dtype):
+                       param_dtype: torch.dtype, out_dtype: torch.dtype | None = None):
     """The leanest call of fused backend ``name`` for inference (no autograd):
     ``run(x, alpha, beta, upsample_filter, downsample_filter) -> y`` for contiguous inputs of the
-    given dtypes on ``device`` (the caller prepares them so once).
+    given dtypes on ``device`` (the caller prepares them so once), y of ``out_dtype`` (None: x's;
+    a pair the backend writes, see ``policy.out_dtype_problem``).
 
     cuda: the C++ op itself (under ``torch.inference_mode`` the dispatcher goes straight to its CUDA
     kernel). triton: ``bigvgan_fast.kernels.prepared_forward``, a launch of the kernel compiled once
@@ -185,10 +195,14 @@ def inference_launcher(name: str, device: torch.device, dtype: torch.dtype, has_
     """
     if name == "cuda":
         op = cuda_op()
-        return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale)
+        if out_dtype is None or out_dtype == dtype:
+            return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale)
+        return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale, out_dtype)
     if name == "triton":
         from bigvgan_fast import kernels
 
-        launch = kernels.prepared_forward(dtype, has_beta, alpha_logscale, device, param_dtype=param_dtype)
-        return lambda x, alpha, beta, up, down: launch(x, torch.empty_like(x), alpha, beta, up, down)
+        out_dtype = dtype if out_dtype is None else out_dtype
+        launch = kernels.prepared_forward(dtype, has_beta, alpha_logscale, device, param_dtype=param_dtype,
+                                          out_dtype=out_dtype)
+        return lambda x, alpha, beta, up, down: launch(x, torch.empty_like(x, dtype=out_dtype), alpha, beta, up, down)
     raise ValueError(f"{name!r} is not a fused backend")

@@ -13,7 +13,14 @@ from .reference import FILTER_TAPS, anti_alias_activation_ref, default_filter
 FUSED_TAPS_DTYPE = torch.float32
 
 
-def check_inputs(x, alpha, beta=None, upsample_filter=None, downsample_filter=None) -> None:
+def check_out_dtype(out_dtype) -> None:
+    """Raise a TypeError unless ``out_dtype`` is None or a floating-point ``torch.dtype`` (which
+    backend writes which: ``policy.out_dtype_problem``)."""
+    if out_dtype is not None and not (isinstance(out_dtype, torch.dtype) and out_dtype.is_floating_point):
+        raise TypeError(f"out_dtype must be a floating-point torch.dtype or None, got {out_dtype!r}")
+
+
+def check_inputs(x, alpha, beta=None, upsample_filter=None, downsample_filter=None, out_dtype=None) -> None:
     """Raise a TypeError / ValueError naming the first argument that the op cannot take."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -45,6 +52,7 @@ def check_inputs(x, alpha, beta=None, upsample_filter=None, downsample_filter=No
             )
         if f.device != x.device:
             raise ValueError(f"{name} is on {f.device} but x is on {x.device}")
+    check_out_dtype(out_dtype)
 
 
 def fused_taps(taps: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -54,15 +62,17 @@ def fused_taps(taps: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return taps.reshape(-1).to(device=like.device, dtype=FUSED_TAPS_DTYPE).contiguous()
 
 
-def run(name: str, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale: bool) -> torch.Tensor:
-    """Run backend ``name`` (already chosen) on checked inputs."""
+def run(name: str, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale: bool,
+        out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Run backend ``name`` (already chosen, for ``out_dtype`` too) on checked inputs."""
     if name == "torch":
         if x.numel() == 0:  # (B, 0, T) or (0, C, T): nothing to compute (F.pad refuses empty inputs)
-            return torch.empty_like(x)
-        return anti_alias_activation_ref(
+            return torch.empty_like(x, dtype=out_dtype)
+        y = anti_alias_activation_ref(
             x, alpha, beta, alpha_logscale=alpha_logscale,
             upsample_filter=upsample_filter, downsample_filter=downsample_filter,
         )
+        return y if out_dtype is None else y.to(out_dtype)
     return library.fused_op(name)(
         x.contiguous(),
         alpha.contiguous(),
@@ -70,6 +80,7 @@ def run(name: str, x, alpha, beta, upsample_filter, downsample_filter, alpha_log
         fused_taps(upsample_filter, x),
         fused_taps(downsample_filter, x),
         bool(alpha_logscale),
+        out_dtype,
     )
 
 
@@ -82,6 +93,7 @@ def anti_alias_activation(
     backend: str = "auto",
     upsample_filter: torch.Tensor | None = None,
     downsample_filter: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Anti-aliased Snake (``beta is None``) or SnakeBeta activation of BigVGAN (docs/definition.md).
 
@@ -95,13 +107,20 @@ def anti_alias_activation(
             ``BackendUnavailableError`` with the reason.
         upsample_filter, downsample_filter: 12 taps each, on x's device; default the standard
             Kaiser-sinc taps. Only ``"torch"`` gives them gradients.
+        out_dtype: the output's dtype; None: x's. ``"torch"`` writes any floating dtype (computing as
+            for x, then converting); ``"triton"`` float32, float16 or bfloat16 whatever x's;
+            ``"cuda"`` x's, or bfloat16 / float16 from float32 x. Another raises a ``TypeError`` on
+            an explicit backend; ``"auto"`` takes the first backend that writes it. The mixed
+            half-precision mode writes its float32 residual stream straight into the convolutions'
+            dtype this way, with no separate cast.
 
     Returns:
-        (B, C, T) tensor of the dtype of ``x``; fused backends compute in float32 and round once.
+        (B, C, T) tensor of ``out_dtype`` (x's by default); fused backends compute in float32 and
+        round once, to the output's dtype.
     """
-    check_inputs(x, alpha, beta, upsample_filter, downsample_filter)
+    check_inputs(x, alpha, beta, upsample_filter, downsample_filter, out_dtype)
     grad = torch.is_grad_enabled()
     needs_grad = grad and (x.requires_grad or alpha.requires_grad or (beta is not None and beta.requires_grad))
     filters_need_grad = grad and any(f is not None and f.requires_grad for f in (upsample_filter, downsample_filter))
-    name = policy.choose(backend, x.device.type, x.dtype, needs_grad, filters_need_grad)
-    return run(name, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale)
+    name = policy.choose(backend, x.device.type, x.dtype, needs_grad, filters_need_grad, out_dtype)
+    return run(name, x, alpha, beta, upsample_filter, downsample_filter, alpha_logscale, out_dtype)

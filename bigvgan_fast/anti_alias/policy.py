@@ -10,13 +10,16 @@ cuda       the extension ``bigvgan_fast._C`` (``csrc/``)        the extension lo
                                                                 training also needs triton's backward
 =========  ===================================================  =====================================
 
-Fused backends take float32, float16 and bfloat16 and give no gradient to the filter taps.
+Fused backends take float32, float16 and bfloat16 and give no gradient to the filter taps. The
+output dtype (``out_dtype``, default x's): ``torch`` writes any float dtype, ``triton`` any of the
+three whatever x's, ``cuda`` x's or, for float32 x, bfloat16 / float16 (:func:`out_dtype_problem`).
 
 - An explicitly requested backend that cannot run raises :class:`BackendUnavailableError` with the
-  reason. Nothing falls back silently.
+  reason; one that cannot write the requested ``out_dtype`` raises a ``TypeError`` naming it.
+  Nothing falls back silently.
 - ``"auto"`` (:func:`auto_choice`, the one rule): CPU tensors take ``torch``; CUDA tensors take the
-  first of :data:`AUTO_ORDER` that can run, and a warning (once per reason) says why when that is
-  the slow ``torch``.
+  first of :data:`AUTO_ORDER` that can run and write ``out_dtype``, and a warning (once per reason)
+  says why when that is the slow ``torch``.
 - ``BIGVGAN_FAST_BACKEND`` (torch | triton | cuda) replaces ``"auto"`` with that backend, which is
   then treated as explicitly requested.
 - :func:`backends` (and ``python -m bigvgan_fast doctor``) report the same reasons.
@@ -39,6 +42,10 @@ CHOICES = ("auto",) + BACKEND_NAMES
 # against Triton's 0.055-0.127 ms per activation).
 AUTO_ORDER = ("cuda", "triton", "torch")
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# (x dtype, out dtype) pairs the CUDA kernel writes besides each dtype to itself: the mixed
+# half-precision mode's float32 residual stream read by bfloat16 / float16 convolutions. Each pair
+# is one more ~2,000-instruction kernel in the extension; no other pair has a user.
+CUDA_OUT_DTYPES = ((torch.float32, torch.bfloat16), (torch.float32, torch.float16))
 ENV_VAR = "BIGVGAN_FAST_BACKEND"
 
 
@@ -105,6 +112,20 @@ def problem(name: str, device_type: str, dtype: torch.dtype, needs_grad: bool, f
     return _problem(name, device_type, dtype, needs_grad, filters_need_grad)
 
 
+@torch._dynamo.assume_constant_result
+def out_dtype_problem(name: str, dtype: torch.dtype, out_dtype: torch.dtype | None) -> str | None:
+    """Why backend ``name`` cannot write ``out_dtype`` from x of ``dtype`` (a floating dtype, None:
+    ``dtype``), or None when it can. A constant to ``torch.compile``, as :func:`problem`."""
+    if out_dtype is None or out_dtype == dtype or name in ("torch", "auto"):
+        return None
+    if out_dtype not in FUSED_DTYPES:
+        return f"the fused kernels write float32, float16 or bfloat16, not {out_dtype} (any float dtype runs on 'torch')"
+    if name == "cuda" and (dtype, out_dtype) not in CUDA_OUT_DTYPES:
+        return (f"the CUDA kernel writes x's dtype, or bfloat16 / float16 from float32 x, not {dtype} -> {out_dtype} "
+                "('triton' and 'torch' write it)")
+    return None
+
+
 def clear_cache() -> None:
     """Forget what was found out about the backends (after changing TRITON_INTERPRET, say)."""
     _problem.cache_clear()
@@ -123,13 +144,14 @@ def requested(backend: str) -> str:
     return "auto"
 
 
-def auto_choice(device_type: str, dtype: torch.dtype, needs_grad: bool, filters_need_grad: bool = False) -> tuple[str, list[str]]:
+def auto_choice(device_type: str, dtype: torch.dtype, needs_grad: bool, filters_need_grad: bool = False,
+                out_dtype: torch.dtype | None = None) -> tuple[str, list[str]]:
     """The rule of ``"auto"``: (the backend, the reasons each faster one was passed over)."""
     if device_type != "cuda":
         return "torch", []
     skipped = []
     for name in AUTO_ORDER:
-        reason = problem(name, device_type, dtype, needs_grad, filters_need_grad)
+        reason = problem(name, device_type, dtype, needs_grad, filters_need_grad) or out_dtype_problem(name, dtype, out_dtype)
         if reason is None:
             return name, skipped
         skipped.append(f"{name}: {reason}")
@@ -145,16 +167,22 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def choose(backend: str, device_type: str, dtype: torch.dtype, needs_grad: bool, filters_need_grad: bool = False) -> str:
-    """The backend that runs: an explicit one if it can (else :class:`BackendUnavailableError`), or
-    the one of :func:`auto_choice` (warning once when a CUDA tensor ends up on ``torch``)."""
+def choose(backend: str, device_type: str, dtype: torch.dtype, needs_grad: bool, filters_need_grad: bool = False,
+           out_dtype: torch.dtype | None = None) -> str:
+    """The backend that runs and writes ``out_dtype`` (a floating dtype; None: ``dtype``): an explicit
+    one if it can (else :class:`BackendUnavailableError`, or a ``TypeError`` for an ``out_dtype`` it
+    does not write), or the one of :func:`auto_choice` (warning once when a CUDA tensor ends up on
+    ``torch``)."""
     wanted = requested(backend)
     if wanted != "auto":
         reason = problem(wanted, device_type, dtype, needs_grad, filters_need_grad)
         if reason is not None:
             raise BackendUnavailableError(f"backend {wanted!r} cannot run here: {reason}")
+        reason = out_dtype_problem(wanted, dtype, out_dtype)
+        if reason is not None:
+            raise TypeError(f"backend {wanted!r} cannot write out_dtype {out_dtype}: {reason}")
         return wanted
-    name, skipped = auto_choice(device_type, dtype, needs_grad, filters_need_grad)
+    name, skipped = auto_choice(device_type, dtype, needs_grad, filters_need_grad, out_dtype)
     if skipped and name == "torch":
         _warn_once("bigvgan_fast: backend 'auto' runs the slow torch path: " + "; ".join(skipped))
     return name
