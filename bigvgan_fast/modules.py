@@ -310,9 +310,16 @@ def input_dtype_for(conv: nn.Module, x: torch.Tensor) -> torch.dtype | None:
     dtype, or None under autocast, which casts the convolution's input itself (a conversion here
     would be undone there). The mixed half-precision mode keeps the residual stream float32
     (bigvgan_fast.precision) and its convolutions in half precision."""
-    if torch.is_autocast_enabled(x.device.type):
+    if _autocast_enabled(x.device.type):
         return None
     return parameter_dtype(conv)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know (meta: a model built to be measured)
+        return False
 
 
 def as_input_of(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
