@@ -40,7 +40,7 @@ timeout 40 python benchmarks/bench_host.py --out "$OUT/host.json" > "$OUT/host.t
 tail -12 "$OUT/host.txt"
 
 step activation forward benchmark
-timeout 100 python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
+timeout 140 python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
 tail -30 "$OUT/activation.txt"
 
 step generator at TTS sizes, eager and graphed, with NVIDIA fused in the same run
