@@ -74,8 +74,9 @@ static_assert(kZCount <= kZSize, "z buffers too small");
 struct KernelParams {
   const void* x;
   void* y;
-  const float* alpha;
-  const float* beta;  // nullptr: Snake
+  const void* alpha;  // param_dtype elements, read once per block (see load_parameter)
+  const void* beta;   // nullptr: Snake
+  IoDtype param_dtype;
   const float* upsample_filter;
   const float* downsample_filter;
   int64_t channels;
@@ -428,13 +429,27 @@ __device__ __forceinline__ void store_output(T* __restrict__ y_row, int64_t t0, 
   for (int i = scalar_from + tid; i < n_out; i += kThreads) Io<T>::store(y_row + t0 + i, ys[i]);
 }
 
+// alpha or beta of one channel, in float32. The parameters are read in their own dtype (a model
+// cast to half precision holds them so) rather than converted on the host, which cost two more
+// kernels per call; a branch once per block, not per sample.
+__device__ __forceinline__ float load_parameter(const void* param, int64_t channel, IoDtype dtype) {
+  switch (dtype) {
+    case IoDtype::kFloat16:
+      return __half2float(__ldg(static_cast<const __half*>(param) + channel));
+    case IoDtype::kBFloat16:
+      return __bfloat162float(__ldg(static_cast<const __nv_bfloat16*>(param) + channel));
+    default:
+      return __ldg(static_cast<const float*>(param) + channel);
+  }
+}
+
 // Written by the first 2 * kTaps + 2 threads of the block (one value each), read by all after the
 // next __syncthreads: the exp, the division and the 24 products run once per block, not per thread.
 __device__ __forceinline__ void write_channel_constants(const KernelParams& p, int64_t channel,
                                                        ChannelConstants& out, int tid) {
   if (tid > 2 * kTaps + 1) return;
-  float a = __ldg(p.alpha + channel);
-  float b = p.beta != nullptr ? __ldg(p.beta + channel) : a;
+  float a = load_parameter(p.alpha, channel, p.param_dtype);
+  float b = p.beta != nullptr ? load_parameter(p.beta, channel, p.param_dtype) : a;
   if (p.alpha_logscale) {
     a = expf(a);
     b = expf(b);
@@ -510,11 +525,11 @@ void launch(const KernelParams& p, unsigned grid, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* alpha, const float* beta,
-                                         const float* upsample_filter, const float* downsample_filter,
-                                         int64_t rows, int64_t channels, int64_t time_steps,
-                                         bool alpha_logscale, IoDtype dtype, IoDtype out_dtype,
-                                         cudaStream_t stream) {
+cudaError_t launch_anti_alias_activation(const void* x, void* y, const void* alpha, const void* beta,
+                                         IoDtype param_dtype, const float* upsample_filter,
+                                         const float* downsample_filter, int64_t rows, int64_t channels,
+                                         int64_t time_steps, bool alpha_logscale, IoDtype dtype,
+                                         IoDtype out_dtype, cudaStream_t stream) {
   if (rows < 0 || time_steps < 1) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   if (channels < 1 || rows % channels != 0) return cudaErrorInvalidValue;
@@ -527,6 +542,7 @@ cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* al
   p.y = y;
   p.alpha = alpha;
   p.beta = beta;
+  p.param_dtype = param_dtype;
   p.upsample_filter = upsample_filter;
   p.downsample_filter = downsample_filter;
   p.channels = channels;

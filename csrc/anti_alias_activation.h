@@ -10,7 +10,8 @@
 
 namespace bigvgan_fast {
 
-// Element type of x and of y. The math always runs in float32 with one rounding at the store.
+// Element type of x, of y and of the channel parameters. The math always runs in float32, with one
+// rounding at the store.
 enum class IoDtype : int {
   kFloat32 = 0,
   kFloat16 = 1,
@@ -23,17 +24,17 @@ enum class IoDtype : int {
 //   x                  contiguous, `dtype` elements
 //   y                  contiguous, `out_dtype` elements; must not overlap x. Instantiated pairs
 //                      (dtype, out_dtype): each type to itself, float32 to bfloat16 or float16
-//   alpha              float32 (channels,): Snake alpha (log-scale when alpha_logscale)
-//   beta               float32 (channels,) for SnakeBeta, or nullptr for Snake (b = a)
+//   alpha              (channels,) of `param_dtype`: Snake alpha (log-scale when alpha_logscale)
+//   beta               (channels,) of `param_dtype` for SnakeBeta, or nullptr for Snake (b = a)
 //   upsample_filter,   float32 (12,) each, on the device
 //   downsample_filter
 //
 // Runs on `stream` and returns the launch's error (cudaSuccess when nothing had to run, i.e.
 // rows == 0); cudaErrorInvalidValue for a bad argument, a pair of types included.
-cudaError_t launch_anti_alias_activation(const void* x, void* y, const float* alpha, const float* beta,
-                                         const float* upsample_filter, const float* downsample_filter,
-                                         int64_t rows, int64_t channels, int64_t time_steps,
-                                         bool alpha_logscale, IoDtype dtype, IoDtype out_dtype,
-                                         cudaStream_t stream);
+cudaError_t launch_anti_alias_activation(const void* x, void* y, const void* alpha, const void* beta,
+                                         IoDtype param_dtype, const float* upsample_filter,
+                                         const float* downsample_filter, int64_t rows, int64_t channels,
+                                         int64_t time_steps, bool alpha_logscale, IoDtype dtype,
+                                         IoDtype out_dtype, cudaStream_t stream);
 
 }  // namespace bigvgan_fast

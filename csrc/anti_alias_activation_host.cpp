@@ -57,9 +57,16 @@ at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alp
 
   const c10::cuda::CUDAGuard device_guard(x.device());
   const at::Tensor x_contiguous = x.contiguous();
-  const at::Tensor alpha_float = alpha.to(at::kFloat).contiguous();
-  const std::optional<at::Tensor> beta_float =
-      beta.has_value() ? std::optional<at::Tensor>(beta->to(at::kFloat).contiguous()) : std::nullopt;
+  // The kernel reads alpha and beta in float32, float16 or bfloat16 (one dtype for both): a model cast
+  // to half precision passes its parameters as they are, with no conversion kernel per call. Other
+  // dtypes (float64) and mixed pairs are converted to float32 here.
+  const at::ScalarType param_type = alpha.scalar_type();
+  const bool read_as_is = (param_type == at::kFloat || param_type == at::kHalf || param_type == at::kBFloat16) &&
+                          (!beta.has_value() || beta->scalar_type() == param_type);
+  const at::ScalarType kernel_param_type = read_as_is ? param_type : at::kFloat;
+  const at::Tensor alpha_param = alpha.to(kernel_param_type).contiguous();
+  const std::optional<at::Tensor> beta_param =
+      beta.has_value() ? std::optional<at::Tensor>(beta->to(kernel_param_type).contiguous()) : std::nullopt;
   const at::Tensor upsample_taps = upsample_filter.contiguous();
   const at::Tensor downsample_taps = downsample_filter.contiguous();
 
@@ -67,8 +74,8 @@ at::Tensor anti_alias_activation_cuda(const at::Tensor& x, const at::Tensor& alp
   if (y.numel() == 0) return y;
 
   const cudaError_t status = launch_anti_alias_activation(
-      x_contiguous.const_data_ptr(), y.mutable_data_ptr(), alpha_float.const_data_ptr<float>(),
-      beta_float.has_value() ? beta_float->const_data_ptr<float>() : nullptr,
+      x_contiguous.const_data_ptr(), y.mutable_data_ptr(), alpha_param.const_data_ptr(),
+      beta_param.has_value() ? beta_param->const_data_ptr() : nullptr, io_dtype(kernel_param_type),
       upsample_taps.const_data_ptr<float>(), downsample_taps.const_data_ptr<float>(), x.size(0) * x.size(1),
       x.size(1), x.size(2), alpha_logscale, dtype, y_dtype, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(status == cudaSuccess, "anti_alias_activation_cuda: kernel launch failed: ", cudaGetErrorString(status));

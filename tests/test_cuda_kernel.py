@@ -149,14 +149,28 @@ def test_layouts(op, layout, dtype):
     assert_close_to_definition(out, definition(x, alpha, beta, True, up, down))
 
 
-@pytest.mark.parametrize("param_dtype", [torch.float64, torch.bfloat16, torch.float16], ids=str)
-def test_parameters_of_any_float_dtype_are_read_as_float32(op, param_dtype):
+@pytest.mark.parametrize("x_dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "param_dtype, beta_dtype",
+    [(torch.float64, torch.float64), (torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
+     (torch.bfloat16, torch.float32), (torch.float16, None), (torch.bfloat16, None)],
+    ids=str,
+)
+def test_parameters_of_any_float_dtype_are_read_as_float32(op, x_dtype, param_dtype, beta_dtype):
+    # Half-precision parameters are read by the kernel as they are (no conversion on the host), the
+    # others converted first; either way the same float32 values, so the same output bit for bit.
+    # Two rows of several tiles: every block finds its own channel's parameters.
     gen = torch.Generator().manual_seed(5)
-    x = random_input((1, 4, 300), torch.float32, gen)
-    alpha, beta = (p.to(param_dtype) for p in random_parameters(4, True, True, gen))
+    x = random_input((2, 4, 2 * CUDA_TILE + 300), x_dtype, gen)
+    alpha, beta = random_parameters(4, True, True, gen)
+    alpha = alpha.to(param_dtype)
+    beta = None if beta_dtype is None else beta.to(beta_dtype)
     up, down = asymmetric_filters(gen)
-    out = op(x, alpha, beta, up, down, True)
-    torch.testing.assert_close(out, op(x, alpha.float(), beta.float(), up, down, True), rtol=0, atol=0)
+    out = call_poisoned(op, x, alpha, beta, up, down, True)
+    expected = op(x, alpha.float(), None if beta is None else beta.float(), up, down, True)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    if beta is None:
+        return
     # Strided parameters too.
     alpha_strided = torch.stack([alpha, alpha], 1)[:, 0]
     assert not alpha_strided.is_contiguous()
