@@ -4,7 +4,8 @@ For each kernel variant this compiles the forward (and the backward) for sm_90, 
 cubin with ``cuobjdump -sass`` and prints the registers and the instructions per output sample:
 FP32-pipe operations (FFMA, FMUL, FADD, ...), MUFU operations (the special-function unit), and all
 instructions, counted on the interior-tile path (the branch every tile but the first and last of a
-row takes): one thread's count times the threads of a program, over BLOCK_T.
+row takes): one thread's count times the threads of a program, over the outputs a tile stores
+(BLOCK_T, less the forward's overlap of 2 * HALO lanes).
 
     python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
 
@@ -122,9 +123,10 @@ def interior_path(code):
     return path
 
 
-def summary(compiled, block_t: int, num_warps: int) -> dict:
+def summary(compiled, outputs_per_tile: int, num_warps: int) -> dict:
     path = interior_path(instructions(disassemble(compiled, "-sass")))
-    per_output = 32 * num_warps / block_t  # each thread's instructions serve block_t / threads outputs
+    # each thread's instructions serve outputs_per_tile / threads outputs
+    per_output = 32 * num_warps / outputs_per_tile
     counts = collections.Counter(op for _, _, op, _ in path)
 
     def share(ops):
@@ -167,8 +169,16 @@ def main() -> None:
     for name, samples in (("forward", getattr(module, "_FORWARD_SAMPLES_PER_THREAD", 4)),
                           ("backward", getattr(module, "_BACKWARD_SAMPLES_PER_THREAD", 4))):
         warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
-    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, common, warps["forward"])
-    results["forward"] = summary(forward, args.block_t, warps["forward"])
+    forward_constexprs = dict(common)
+    halo = 0
+    if "HALO" in module._anti_alias_activation_forward_kernel.arg_names:
+        # Overlapping tiles: a tile stores block_t - 2 * halo outputs, and the counts are per stored output.
+        halo = module._forward_halo(args.block_t, True)
+        forward_constexprs["HALO"] = halo
+        forward_sig["HALO"] = "constexpr"
+    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, forward_constexprs,
+                             warps["forward"])
+    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"])
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
@@ -177,6 +187,7 @@ def main() -> None:
     backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
                               warps["backward"])
     results["backward"] = summary(backward, args.block_t, warps["backward"])
+    results["forward"]["outputs_per_tile"] = args.block_t - 2 * halo
     print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}")
     for name, r in results.items():
         print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "

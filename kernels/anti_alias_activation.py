@@ -26,24 +26,28 @@ Kernel design:
 - Grid: one program per (row = b*C + c, tile of BLOCK_T outputs), flattened to one axis (rows
   outer, tiles inner) so neither B*C nor T/BLOCK_T meets CUDA's 65535 limit of grid axes 1 and 2.
   Row offsets are int64 (B*C*T may exceed 2**31); lane offsets inside a tile stay int32.
-- Each program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile once (two
-  sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads of x at
-  shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2. The
-  downsample needs z of the neighbours m-3..m+3: these come from ``tl.gather`` (across warps
-  Triton routes it through shared memory), i.e. six shifted reads of the tile's w_d vectors.
-  The three outputs at each end of the tile, whose neighbours belong to the next tile, are
-  recomputed from x on an [8, 8] side block (128 extra sines per tile, 6% at BLOCK_T = 1024).
+- Each forward program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile
+  once (two sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads
+  of x at shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2.
+  The downsample needs z of the neighbours m-3..m+3: ``tl.gather`` (across warps Triton routes it
+  through shared memory) reads them from the neighbouring lanes, ten shifted reads of z_even and
+  z_odd, then 12 multiply-adds per output. Forward tiles overlap: a tile starts HALO = 8 lanes
+  before its first output and stores BLOCK_T - 16 outputs, so every stored lane has its
+  neighbours in the tile (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits
+  one tile takes one, from its first sample. (The backward's tiles do not overlap: its three
+  outputs at each tile end are recomputed from x on an [8, 8] side block.)
   ``use_gather=False`` recomputes every neighbour instead (16 sines per output, no shared
   memory): a fallback in case a Triton version mis-compiles the gather; the tests run both.
 - The recompute block's columns whose taps are zero are selected away, not multiplied: a zero
   tap times a NaN or Inf would spread a non-finite x one sample further than the definition.
-- Interior tiles (the whole halo inside [0, T)) take a branch with unclamped loads at constant
-  offsets; only the first and last tiles of a row clamp indices and apply the z-border rule.
+- Interior tiles (every x they read inside [0, T)) take a branch with unclamped loads at constant
+  offsets and unclamped gathers; only the first and last tiles of a row clamp indices and apply
+  the z-border rule.
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
   2x of the upsample folded into its taps), one rounding at the store.
 - Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
-  4 in the backward (8 warps): each thread's fixed work (tile setup, the edge block, the sine's
-  range check) is shared by that many outputs. Compile facts (registers, instruction counts,
+  4 in the backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the
+  backward's edge block) is shared by that many outputs. Compile facts (registers, instruction counts,
   vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
 - The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
   sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
@@ -268,17 +272,27 @@ def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
 
 @triton.jit
 def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Row offset, tile start, row border, interior flag and per-channel parameters of program ``pid``."""
+                HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr,
+                HALO: tl.constexpr):
+    """Row offset of the tile's lane 0, the row position of lane 0 (``base``), row border, interior
+    flag and per-channel parameters of program ``pid``. Tiles advance by BLOCK_T - 2*HALO outputs
+    and start HALO lanes early (see ``_forward_halo``); a row of one tile starts at its first sample."""
     row = pid // n_tiles
     tile = pid - row * n_tiles
-    t0 = tile.to(tl.int64) * BLOCK_T
-    row_start = row.to(tl.int64) * T + t0
+    base = tile.to(tl.int64) * (BLOCK_T - 2 * HALO) - HALO
+    if HALO > 0:
+        base = tl.where(n_tiles == 1, 0, base)
+    row_start = row.to(tl.int64) * T + base
     # Tile-relative bounds of the row. A tile reads positions -9 .. BLOCK_T+8 at most, so bounds
     # clipped to [-64, BLOCK_T+64] clamp the same way and fit int32 whatever T is.
-    lo = tl.maximum(-t0, -64).to(tl.int32)
-    hi = tl.minimum(T - 1 - t0, BLOCK_T + 64).to(tl.int32)
-    interior = (t0 >= 6) & (t0 + BLOCK_T + 6 <= T)
+    lo = tl.maximum(-base, -64).to(tl.int32)
+    hi = tl.minimum(T - 1 - base, BLOCK_T + 64).to(tl.int32)
+    if HALO > 0:
+        # Outputs read z of lanes +-3 (gathered), each z x of lanes +-3 (loaded).
+        interior = (base >= 3) & (base + BLOCK_T + 3 <= T)
+    else:
+        # Edge outputs recompute z of lanes +-3 from x of lanes +-3 beyond those.
+        interior = (base >= 6) & (base + BLOCK_T + 6 <= T)
     channel = row % C
     alpha = tl.load(alpha_ptr + channel).to(tl.float32)
     if HAS_BETA:
@@ -291,7 +305,7 @@ def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
     else:
         a = alpha
         b = beta
-    return row_start, t0, (lo, hi), interior, a, b
+    return row_start, base, (lo, hi), interior, a, b
 
 
 @triton.jit
@@ -332,15 +346,51 @@ def _output_recomputed(x_tile, pos, border, act, filters, CLAMP: tl.constexpr):
 
 
 @triton.jit
+def _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
+    """(z[2(m+shift)], z[2(m+shift)+1]) for the tile's positions m, gathered from lane + shift.
+
+    Without CLAMP, lanes wrap at the tile's ends (only lanes that store nothing read there). With
+    CLAMP, the downsample's z-index clamp: a position before the row reads z[0] (the even phase of
+    its first sample) in both phases, one past the row z[2T-1] (the odd phase of its last)."""
+    if CLAMP:
+        source = tl.minimum(tl.maximum(lanes + shift, border[0]), border[1]) & (BLOCK_T - 1)
+        at_source_even = tl.gather(z_even, source, 0)
+        at_source_odd = tl.gather(z_odd, source, 0)
+        even = tl.where(lanes + shift > border[1], at_source_odd, at_source_even)
+        odd = tl.where(lanes + shift < border[0], at_source_even, at_source_odd)
+    else:
+        source = (lanes + shift) & (BLOCK_T - 1)
+        even = tl.gather(z_even, source, 0)
+        odd = tl.gather(z_odd, source, 0)
+    return even, odd
+
+
+@triton.jit
+def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
+    """y[m] = sum_{d=-3..3} down[2d+5] z[2(m+d)] + down[2d+6] z[2(m+d)+1] (taps outside 0..11 absent):
+    12 products of gathered neighbours, rather than gathering the 7 partial sums w_d (18 products
+    and sums per output; ``_transposed_polyphase``)."""
+    y = down[5] * z_even + down[6] * z_odd
+    for shift in tl.static_range(1, 4):
+        even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T, CLAMP)
+        if shift < 3:
+            y += down[5 - 2 * shift] * even
+        y += down[6 - 2 * shift] * odd
+        even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T, CLAMP)
+        y += down[5 + 2 * shift] * even
+        if shift < 3:
+            y += down[6 + 2 * shift] * odd
+    return y
+
+
+@triton.jit
 def _forward_tile(x_tile, lanes, border, act, filters,
                   BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """y of the tile's lanes."""
+    """y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end)."""
     if USE_GATHER:
         u_even, u_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
         z_even, z_odd = _snake_pair(u_even, u_odd, act)
-        y = _transposed_polyphase(z_even, z_odd, filters[1], lanes, BLOCK_T)
-        _, edge_lanes = _edge_lanes(BLOCK_T)
-        y = _with_edges(y, _output_recomputed(x_tile, edge_lanes, border, act, filters, CLAMP), lanes, BLOCK_T)
+        y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
     else:
         y = _output_recomputed(x_tile, lanes, border, act, filters, CLAMP)
     return y
@@ -351,11 +401,11 @@ def _anti_alias_activation_forward_kernel(
     x_ptr, y_ptr, alpha_ptr, beta_ptr, up_ptr, down_ptr,
     T, C, n_tiles,
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr,
-    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
+    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
+    row_start, base, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
+                                                          HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, HALO)
     act = (a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, False)
     x_tile = x_ptr + row_start
@@ -364,9 +414,16 @@ def _anti_alias_activation_forward_kernel(
         y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
     else:
         y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
-    # One store of the whole tile, masked by a bound that keeps T's divisibility: where T % 16 == 0
-    # (every model shape) Triton can then emit full-width vector stores.
-    tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=lanes < T - t0)
+    # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside the
+    # row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every model
+    # shape) let Triton emit full-width vector stores.
+    if HALO > 0:
+        single = n_tiles == 1
+        keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
+        keep = keep & (lanes < T - base)
+    else:
+        keep = lanes < T - base
+    tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
 
 
 # --- backward ---------------------------------------------------------------------------------
@@ -465,7 +522,7 @@ def _anti_alias_activation_backward_kernel(
 ):
     pid = tl.program_id(0)
     row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
+                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, 0)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, True)
@@ -501,16 +558,37 @@ def _anti_alias_activation_backward_kernel(
 # --- host launchers ---------------------------------------------------------------------------
 
 
+def _forward_halo(block_t: int, use_gather: bool) -> int:
+    """Lanes at each end of a forward tile that compute z for a neighbouring tile's outputs, not
+    outputs of their own (at least the downsample's reach, 3). Tiles overlap by twice this instead
+    of recomputing the z of their edge outputs' neighbours: 16 of 1024 lanes (1.6%) against the
+    edge block's 8 neighbour sines per edge output, which every thread carried (its [8, 8] block
+    has fewer elements than a tile has threads). 8 keeps each tile's first output (a multiple of
+    BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision, so stores stay vectors.
+    The recompute path needs no neighbours from other lanes: no halo."""
+    if not use_gather:
+        return 0
+    return 8 if block_t >= 64 else 4
+
+
+def _tiles_per_row(T: int, block_t: int, halo: int) -> int:
+    """A row that fits one tile takes one (its clamped ends need no halo); longer rows take tiles of
+    block_t - 2 * halo outputs."""
+    return 1 if T <= block_t else -(-T // (block_t - 2 * halo))
+
+
 def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None,
-            samples_per_thread: int) -> tuple[int, int, int, bool]:
-    """(tiles per row, block_t, num_warps, use_gather) of a launch over x of ``shape``, defaults filled in."""
+            samples_per_thread: int, forward: bool = False) -> tuple[int, int, int, bool, int]:
+    """(tiles per row, block_t, num_warps, use_gather, halo) of a launch over x of ``shape``,
+    defaults filled in; the backward's tiles have no halo."""
     B, C, T = shape
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
     block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
-    n_tiles = triton.cdiv(T, block_t)
+    halo = _forward_halo(block_t, use_gather) if forward else 0
+    n_tiles = _tiles_per_row(T, block_t, halo)
     if B * C * n_tiles >= 2**31:
         raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-    return n_tiles, block_t, num_warps, use_gather
+    return n_tiles, block_t, num_warps, use_gather, halo
 
 
 # Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, BLOCK_T =
@@ -596,13 +674,13 @@ def anti_alias_activation_forward(
         _check_out(out, x)
     if x.numel() == 0:
         return out
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                      _FORWARD_SAMPLES_PER_THREAD)
+    n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                            _FORWARD_SAMPLES_PER_THREAD, forward=True)
     _anti_alias_activation_forward_kernel[(B * C * n_tiles,)](
         x, out, alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
         T, C, n_tiles,
         HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
-        BLOCK_T=block_t, USE_GATHER=use_gather,
+        BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
         num_warps=num_warps,
     )
     return out
@@ -644,8 +722,8 @@ def anti_alias_activation_backward(
         out = torch.empty_like(x)
     else:
         _check_out(out, x)
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                      _BACKWARD_SAMPLES_PER_THREAD)
+    n_tiles, block_t, num_warps, use_gather, _ = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                         _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
@@ -753,7 +831,8 @@ class _PreparedForward:
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
                 HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
-                USE_GATHER=self.use_gather, num_warps=num_warps, grid=(1,))
+                USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
+                num_warps=num_warps, grid=(1,))
         self._compiled[block_t, aligned] = compiled
         return compiled
 
@@ -780,11 +859,12 @@ class _PreparedForward:
             block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
         compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
-        n_tiles = -(-T // block_t)
+        halo = _forward_halo(block_t, self.use_gather)
+        n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
         compiled[(B * C * n_tiles, 1, 1)](
             x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
             stream=self._current_stream(self.device_index))
         return out
