@@ -23,8 +23,9 @@ serves both directions.
 
 Kernel design:
 
-- Grid: one program per (row = b*C + c, tile of BLOCK_T outputs), flattened to one axis (rows
-  outer, tiles inner) so neither B*C nor T/BLOCK_T meets CUDA's 65535 limit of grid axes 1 and 2.
+- Grid: one program per (row = b*C + c, tile). The forward's grid is 3-D (tile, channel, batch),
+  so no program divides its id (the launcher splits batches beyond CUDA's 65535 limit of grid axes
+  1 and 2 into several launches); the backward's is flattened to one axis (rows outer, tiles inner).
   Row offsets are int64 (B*C*T may exceed 2**31); lane offsets inside a tile stay int32.
 - Each forward program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile
   once (two sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads
@@ -90,6 +91,8 @@ _MAX_BLOCK_T = 1024
 _MIN_BLOCK_T = 16
 # The recompute path holds a [BLOCK_T, 8] block of neighbours; 128 keeps it free of spills.
 _MAX_BLOCK_T_RECOMPUTE = 128
+# CUDA's limit of grid axes 1 and 2 (the forward's channel and batch axes).
+_MAX_GRID_YZ = 65535
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
 USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
 
@@ -271,14 +274,13 @@ def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
-def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
+def _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
                 HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr,
                 HALO: tl.constexpr):
     """Row offset of the tile's lane 0, the row position of lane 0 (``base``), row border, interior
-    flag and per-channel parameters of program ``pid``. Tiles advance by BLOCK_T - 2*HALO outputs
-    and start HALO lanes early (see ``_forward_halo``); a row of one tile starts at its first sample."""
-    row = pid // n_tiles
-    tile = pid - row * n_tiles
+    flag and per-channel parameters of tile ``tile`` of row ``row`` (= b*C + channel). Tiles advance
+    by BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_forward_halo``); a row of one
+    tile starts at its first sample."""
     base = tile.to(tl.int64) * (BLOCK_T - 2 * HALO) - HALO
     if HALO > 0:
         base = tl.where(n_tiles == 1, 0, base)
@@ -293,7 +295,6 @@ def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
     else:
         # Edge outputs recompute z of lanes +-3 from x of lanes +-3 beyond those.
         interior = (base >= 6) & (base + BLOCK_T + 6 <= T)
-    channel = row % C
     alpha = tl.load(alpha_ptr + channel).to(tl.float32)
     if HAS_BETA:
         beta = tl.load(beta_ptr + channel).to(tl.float32)
@@ -403,8 +404,11 @@ def _anti_alias_activation_forward_kernel(
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr,
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    row_start, base, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
+    # A 3-D grid (tile, channel, batch): no division of a flat program id.
+    tile = tl.program_id(0)
+    channel = tl.program_id(1)
+    row = tl.program_id(2) * C + channel
+    row_start, base, border, interior, a, b = _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
                                                           HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, HALO)
     act = (a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, False)
@@ -521,8 +525,9 @@ def _anti_alias_activation_backward_kernel(
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, 0)
+    row = pid // n_tiles
+    row_start, t0, border, interior, a, b = _tile_setup(row, pid - row * n_tiles, row % C, n_tiles, T,
+                                                        alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, 0)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, True)
@@ -676,13 +681,18 @@ def anti_alias_activation_forward(
         return out
     n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
                                                             _FORWARD_SAMPLES_PER_THREAD, forward=True)
-    _anti_alias_activation_forward_kernel[(B * C * n_tiles,)](
-        x, out, alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
-        T, C, n_tiles,
-        HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
-        BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
-        num_warps=num_warps,
-    )
+    if C > _MAX_GRID_YZ:
+        raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
+    # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
+    for b0 in range(0, B, _MAX_GRID_YZ):
+        b1 = min(B, b0 + _MAX_GRID_YZ)
+        _anti_alias_activation_forward_kernel[(n_tiles, C, b1 - b0)](
+            x[b0:b1], out[b0:b1], alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
+            T, C, n_tiles,
+            HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
+            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
+            num_warps=num_warps,
+        )
     return out
 
 
@@ -848,8 +858,9 @@ class _PreparedForward:
             raise RuntimeError(f"the launcher was prepared for cuda:{self.device_index}, but the current "
                                f"device is cuda:{torch.cuda.current_device()}")
         B, C, T = x.shape
-        if x.numel() == 0 or T >= 2**31:
-            # Nothing to launch, or 64-bit lengths the stand-ins do not specialise for.
+        if x.numel() == 0 or T >= 2**31 or B > _MAX_GRID_YZ or C > _MAX_GRID_YZ:
+            # Nothing to launch, 64-bit lengths the stand-ins do not specialise for, or a grid
+            # the ordinary launcher splits (or refuses).
             return anti_alias_activation_forward(x, alpha, beta, up, down, self.alpha_logscale, out=out,
                                                  block_t=self.block_t, num_warps=self.num_warps,
                                                  use_gather=self.use_gather)
@@ -863,7 +874,7 @@ class _PreparedForward:
         n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-        compiled[(B * C * n_tiles, 1, 1)](
+        compiled[(n_tiles, C, B)](
             x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
             self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
             stream=self._current_stream(self.device_index))
