@@ -9,8 +9,9 @@ row takes): one thread's count times the threads of a program, over the outputs 
 
     python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
 
-Counts are of the interior tile's straight-line path with every sine on its fast path (see
-``interior_path``): these kernels have no loops but the sine's rare slow path, which is left out.
+Counts are of the interior tile's path with every sine on its fast path (see ``interior_path``):
+the forward's loop over a program's tiles is counted with a full program of interior tiles (its
+setup shared by TILES_PER_PROGRAM tiles); the sine's rare slow path is left out.
 Needs Triton's bundled ptxas and ``cuobjdump`` (CUDA toolkit) on PATH; no GPU.
 """
 
@@ -91,24 +92,32 @@ def branch_target(operands: str) -> int | None:
 
 
 def interior_path(code):
-    """The instructions an interior tile executes when every sine takes its fast path.
+    """The instructions an interior tile executes when every sine takes its fast path, as
+    (setup, per_tile): what a program runs once, and what it runs per tile.
 
     A walk from the entry: the kernel's first conditional forward branch is the interior / border
     split (fall-through: the interior branch, whose loads need no index clamps), and every later
     conditional forward branch skips a rarely taken path (a sine's huge-argument path, or the
-    block's uniform branch to the precise sine), so the walk takes it. Unconditional branches are
-    followed; a predicated EXIT is passed (it ends only the lanes past the row).
+    block's uniform branch to the precise sine), so the walk takes it. Forward unconditional
+    branches are followed; a predicated EXIT is passed (it ends only the lanes past the row, or a
+    program's loop over its tiles). An unconditional backward branch is the loop over a program's
+    tiles: the instructions from its target on are per tile, those before it once per program.
+    Without such a loop, everything up to the EXIT is per tile.
     """
     at = {address: i for i, (address, *_rest) in enumerate(code)}
     path = []
     i = 0
     split_seen = False
+    loop_head = None
     while i < len(code) and len(path) <= len(code):
         address, predicated, op, operands = code[i]
+        target = branch_target(operands) if op == "BRA" else None
+        if target is not None and target in at and not predicated and target <= address:
+            loop_head = target
+            break
         path.append(code[i])
         if op == "EXIT" and not predicated:
             break
-        target = branch_target(operands) if op == "BRA" else None
         if target is not None and target in at:
             if not predicated:
                 i = at[target]
@@ -119,15 +128,23 @@ def interior_path(code):
                     continue
                 split_seen = True
         i += 1
-    assert split_seen and path[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
-    return path
+    assert split_seen and (loop_head is not None or path[-1][2] == "EXIT"), (
+        "unexpected control flow: read the disassembly")
+    if loop_head is None:
+        return [], path
+    head = next(n for n, (address, *_rest) in enumerate(path) if address == loop_head)
+    return path[:head], path[head:]
 
 
-def summary(compiled, outputs_per_tile: int, num_warps: int) -> dict:
-    path = interior_path(instructions(disassemble(compiled, "-sass")))
-    # each thread's instructions serve outputs_per_tile / threads outputs
+def summary(compiled, outputs_per_tile: int, num_warps: int, tiles_per_program: int = 1) -> dict:
+    setup, per_tile = interior_path(instructions(disassemble(compiled, "-sass")))
+    # each thread's instructions serve outputs_per_tile / threads outputs per tile
     per_output = 32 * num_warps / outputs_per_tile
-    counts = collections.Counter(op for _, _, op, _ in path)
+    counts = collections.Counter()
+    for _, _, op, _ in setup:
+        counts[op] += 1 / tiles_per_program
+    for _, _, op, _ in per_tile:
+        counts[op] += 1
 
     def share(ops):
         return round(sum(n for op, n in counts.items() if op in ops) * per_output, 2)
@@ -137,7 +154,7 @@ def summary(compiled, outputs_per_tile: int, num_warps: int) -> dict:
         "fp32_pipe_per_output": share(FP32_PIPE),
         "mufu_per_output": share(MUFU),
         "memory_per_output": share(MEMORY),
-        "all_per_output": round(len(path) * per_output, 2),
+        "all_per_output": round(sum(counts.values()) * per_output, 2),
         "opcodes_per_output": {op: round(n * per_output, 2) for op, n in counts.most_common()},
     }
 
@@ -154,6 +171,7 @@ def main() -> None:
     parser.add_argument("--block-t", type=int, default=1024)
     parser.add_argument("--num-warps", type=int, help="default: each launcher's own choice")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--tiles-per-program", type=int, help="forward; default: the launcher's")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--kernel-file", help="a kernel module to count instead of the package's, e.g. an "
                         "older revision: git show REV:kernels/anti_alias_activation.py > old.py")
@@ -171,6 +189,12 @@ def main() -> None:
         warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
     forward_constexprs = dict(common)
     halo = 0
+    tiles_per_program = 1
+    if "TILES_PER_PROGRAM" in module._anti_alias_activation_forward_kernel.arg_names:
+        # Counted with every program running its full count of interior tiles.
+        tiles_per_program = args.tiles_per_program or module._FORWARD_TILES_PER_PROGRAM
+        forward_constexprs["TILES_PER_PROGRAM"] = tiles_per_program
+        forward_sig["TILES_PER_PROGRAM"] = "constexpr"
     if "HALO" in module._anti_alias_activation_forward_kernel.arg_names:
         # Overlapping tiles: a tile stores block_t - 2 * halo outputs, and the counts are per stored output.
         halo = module._forward_halo(args.block_t, True)
@@ -178,7 +202,7 @@ def main() -> None:
         forward_sig["HALO"] = "constexpr"
     forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, forward_constexprs,
                              warps["forward"])
-    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"])
+    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"], tiles_per_program)
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
@@ -188,7 +212,9 @@ def main() -> None:
                               warps["backward"])
     results["backward"] = summary(backward, args.block_t, warps["backward"])
     results["forward"]["outputs_per_tile"] = args.block_t - 2 * halo
-    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}")
+    results["forward"]["tiles_per_program"] = tiles_per_program
+    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}, "
+          f"forward: {results['forward']['outputs_per_tile']} outputs per tile, {tiles_per_program} tiles per program")
     for name, r in results.items():
         print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
               f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "

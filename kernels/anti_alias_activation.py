@@ -48,7 +48,8 @@ Kernel design:
   2x of the upsample folded into its taps), one rounding at the store.
 - Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
   4 in the backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the
-  backward's edge block) is shared by that many outputs. Compile facts (registers, instruction counts,
+  backward's edge block) is shared by that many outputs. A forward program runs up to 4
+  consecutive tiles of its row, so its setup (filters, parameters) is shared by 4 tiles. Compile facts (registers, instruction counts,
   vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
 - The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
   sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
@@ -274,14 +275,12 @@ def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
-def _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
-                HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr,
-                HALO: tl.constexpr):
-    """Row offset of the tile's lane 0, the row position of lane 0 (``base``), row border, interior
-    flag and per-channel parameters of tile ``tile`` of row ``row`` (= b*C + channel). Tiles advance
-    by BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_forward_halo``); a row of one
-    tile starts at its first sample."""
-    base = tile.to(tl.int64) * (BLOCK_T - 2 * HALO) - HALO
+def _tile_geometry(row, tile, n_tiles, T, BLOCK_T: tl.constexpr, HALO: tl.constexpr):
+    """Row offset of the tile's lane 0, the row position of lane 0 (``base``), the row border and
+    the interior flag of tile ``tile`` of row ``row`` (= b*C + c). Tiles advance by
+    BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_forward_halo``); a row of one tile
+    starts at its first sample."""
+    base = tl.cast(tile, tl.int64) * (BLOCK_T - 2 * HALO) - HALO
     if HALO > 0:
         base = tl.where(n_tiles == 1, 0, base)
     row_start = row.to(tl.int64) * T + base
@@ -295,6 +294,12 @@ def _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
     else:
         # Edge outputs recompute z of lanes +-3 from x of lanes +-3 beyond those.
         interior = (base >= 6) & (base + BLOCK_T + 6 <= T)
+    return row_start, base, (lo, hi), interior
+
+
+@triton.jit
+def _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr):
+    """(a, b) of the channel in float32."""
     alpha = tl.load(alpha_ptr + channel).to(tl.float32)
     if HAS_BETA:
         beta = tl.load(beta_ptr + channel).to(tl.float32)
@@ -306,7 +311,7 @@ def _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
     else:
         a = alpha
         b = beta
-    return row_start, base, (lo, hi), interior, a, b
+    return a, b
 
 
 @triton.jit
@@ -402,32 +407,35 @@ def _anti_alias_activation_forward_kernel(
     x_ptr, y_ptr, alpha_ptr, beta_ptr, up_ptr, down_ptr,
     T, C, n_tiles,
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr,
-    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
+    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr, TILES_PER_PROGRAM: tl.constexpr,
 ):
-    # A 3-D grid (tile, channel, batch): no division of a flat program id.
-    tile = tl.program_id(0)
+    # A 3-D grid (tile group, channel, batch): no division of a flat program id. Each program runs
+    # up to TILES_PER_PROGRAM consecutive tiles of one row, so the per-thread setup (the filters'
+    # 24 loads and their doubling, the exps, the division) is shared by that many tiles.
     channel = tl.program_id(1)
     row = tl.program_id(2) * C + channel
-    row_start, base, border, interior, a, b = _tile_setup(row, tile, channel, n_tiles, T, alpha_ptr, beta_ptr,
-                                                          HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, HALO)
+    a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     act = (a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, False)
-    x_tile = x_ptr + row_start
     lanes = tl.arange(0, BLOCK_T)
-    if interior:
-        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
-    else:
-        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
-    # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside the
-    # row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every model
-    # shape) let Triton emit full-width vector stores.
-    if HALO > 0:
-        single = n_tiles == 1
-        keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
-        keep = keep & (lanes < T - base)
-    else:
-        keep = lanes < T - base
-    tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
+    first_tile = tl.program_id(0) * TILES_PER_PROGRAM
+    for tile in range(first_tile, tl.minimum(first_tile + TILES_PER_PROGRAM, n_tiles)):
+        row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
+        x_tile = x_ptr + row_start
+        if interior:
+            y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
+        else:
+            y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
+        # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
+        # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
+        # model shape) let Triton emit full-width vector stores.
+        if HALO > 0:
+            single = n_tiles == 1
+            keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
+            keep = keep & (lanes < T - base)
+        else:
+            keep = lanes < T - base
+        tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
 
 
 # --- backward ---------------------------------------------------------------------------------
@@ -526,8 +534,8 @@ def _anti_alias_activation_backward_kernel(
 ):
     pid = tl.program_id(0)
     row = pid // n_tiles
-    row_start, t0, border, interior, a, b = _tile_setup(row, pid - row * n_tiles, row % C, n_tiles, T,
-                                                        alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE, BLOCK_T, 0)
+    row_start, t0, border, interior = _tile_geometry(row, pid - row * n_tiles, n_tiles, T, BLOCK_T, 0)
+    a, b = _channel_parameters(row % C, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, True)
@@ -601,6 +609,10 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
 # 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
 # the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
+# Consecutive tiles of a row one forward program runs (benchmarks/triton_sass.py, sm_90, fp32,
+# BLOCK_T = 1024: see benchmarks/RESULTS.md). Longer rows need fewer programs per row; a row of
+# 8192 samples still gives 3 programs.
+_FORWARD_TILES_PER_PROGRAM = 4
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
@@ -686,11 +698,11 @@ def anti_alias_activation_forward(
     # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
     for b0 in range(0, B, _MAX_GRID_YZ):
         b1 = min(B, b0 + _MAX_GRID_YZ)
-        _anti_alias_activation_forward_kernel[(n_tiles, C, b1 - b0)](
+        _anti_alias_activation_forward_kernel[(triton.cdiv(n_tiles, _FORWARD_TILES_PER_PROGRAM), C, b1 - b0)](
             x[b0:b1], out[b0:b1], alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
             T, C, n_tiles,
             HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
-            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
+            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo, TILES_PER_PROGRAM=_FORWARD_TILES_PER_PROGRAM,
             num_warps=num_warps,
         )
     return out
@@ -842,7 +854,7 @@ class _PreparedForward:
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
                 HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
                 USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
-                num_warps=num_warps, grid=(1,))
+                TILES_PER_PROGRAM=_FORWARD_TILES_PER_PROGRAM, num_warps=num_warps, grid=(1,))
         self._compiled[block_t, aligned] = compiled
         return compiled
 
@@ -874,8 +886,8 @@ class _PreparedForward:
         n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-        compiled[(n_tiles, C, B)](
+        compiled[(-(-n_tiles // _FORWARD_TILES_PER_PROGRAM), C, B)](
             x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo, _FORWARD_TILES_PER_PROGRAM,
             stream=self._current_stream(self.device_index))
         return out
