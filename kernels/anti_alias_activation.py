@@ -45,7 +45,9 @@ Kernel design:
   offsets and unclamped gathers; only the first and last tiles of a row clamp indices and apply
   the z-border rule.
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
-  2x of the upsample folded into its taps), one rounding at the store.
+  2x of the upsample folded into its taps), one rounding at the store. The forward carries a * z
+  instead of z (upsample taps 2a f_up, downsample taps f_down / a; ``_forward_scales``), so the
+  sine's argument a*u comes out of the upsample: one multiply fewer per sine.
 - Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
   4 in the backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the
   backward's edge block) is shared by that many outputs. A forward program runs up to 4
@@ -315,26 +317,30 @@ def _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA: tl.constexpr, AL
 
 
 @triton.jit
-def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
-    """``filters`` (see the module docstring): both filters' taps as scalars, the upsample's times 2,
-    and the recompute block's column taps (k = 2d+5 even, 2d+6 odd, for d = -3..4) of the
-    upsample (COLUMNS_OF_UP: the backward's transposed upsample) or of the downsample (forward)."""
-    up = (2.0 * tl.load(up_ptr + 0), 2.0 * tl.load(up_ptr + 1), 2.0 * tl.load(up_ptr + 2),
-          2.0 * tl.load(up_ptr + 3), 2.0 * tl.load(up_ptr + 4), 2.0 * tl.load(up_ptr + 5),
-          2.0 * tl.load(up_ptr + 6), 2.0 * tl.load(up_ptr + 7), 2.0 * tl.load(up_ptr + 8),
-          2.0 * tl.load(up_ptr + 9), 2.0 * tl.load(up_ptr + 10), 2.0 * tl.load(up_ptr + 11))
-    down = (tl.load(down_ptr + 0), tl.load(down_ptr + 1), tl.load(down_ptr + 2), tl.load(down_ptr + 3),
-            tl.load(down_ptr + 4), tl.load(down_ptr + 5), tl.load(down_ptr + 6), tl.load(down_ptr + 7),
-            tl.load(down_ptr + 8), tl.load(down_ptr + 9), tl.load(down_ptr + 10), tl.load(down_ptr + 11))
+def _load_filters(up_ptr, down_ptr, up_scale, down_scale, COLUMNS_OF_UP: tl.constexpr):
+    """``filters`` (see the module docstring): both filters' taps as scalars, the upsample's times
+    ``up_scale``, the downsample's times ``down_scale``, and the recompute block's column taps
+    (k = 2d+5 even, 2d+6 odd, for d = -3..4), scaled alike, of the upsample (COLUMNS_OF_UP: the
+    backward's transposed upsample) or of the downsample (forward)."""
+    up = (up_scale * tl.load(up_ptr + 0), up_scale * tl.load(up_ptr + 1), up_scale * tl.load(up_ptr + 2),
+          up_scale * tl.load(up_ptr + 3), up_scale * tl.load(up_ptr + 4), up_scale * tl.load(up_ptr + 5),
+          up_scale * tl.load(up_ptr + 6), up_scale * tl.load(up_ptr + 7), up_scale * tl.load(up_ptr + 8),
+          up_scale * tl.load(up_ptr + 9), up_scale * tl.load(up_ptr + 10), up_scale * tl.load(up_ptr + 11))
+    down = (down_scale * tl.load(down_ptr + 0), down_scale * tl.load(down_ptr + 1),
+            down_scale * tl.load(down_ptr + 2), down_scale * tl.load(down_ptr + 3),
+            down_scale * tl.load(down_ptr + 4), down_scale * tl.load(down_ptr + 5),
+            down_scale * tl.load(down_ptr + 6), down_scale * tl.load(down_ptr + 7),
+            down_scale * tl.load(down_ptr + 8), down_scale * tl.load(down_ptr + 9),
+            down_scale * tl.load(down_ptr + 10), down_scale * tl.load(down_ptr + 11))
     d = tl.arange(0, 8) - 3
     even_k = 2 * d + 5
     odd_k = 2 * d + 6
     if COLUMNS_OF_UP:
         columns_ptr = up_ptr
-        scale = 2.0
+        scale = up_scale
     else:
         columns_ptr = down_ptr
-        scale = 1.0
+        scale = down_scale
     even = tl.load(columns_ptr + even_k, mask=(even_k >= 0) & (even_k < 12), other=0.0)
     odd = tl.load(columns_ptr + odd_k, mask=odd_k < 12, other=0.0)
     return up, down, (scale * even, scale * odd)
@@ -344,10 +350,31 @@ def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
 
 
 @triton.jit
-def _output_recomputed(x_tile, pos, border, act, filters, CLAMP: tl.constexpr):
+def _snake_scaled_pair(v_even, v_odd, sine_scale):
+    """sigma * z = v + sigma * inv_b * sin(v)^2 of both phases, for v = sigma * u (the forward's
+    scaled upsample; see ``_forward_scales``)."""
+    s_even, s_odd, _, _ = _sines(v_even, v_odd, False)
+    return v_even + sine_scale * (s_even * s_even), v_odd + sine_scale * (s_odd * s_odd)
+
+
+@triton.jit
+def _forward_scales(a, inv_b):
+    """(2 sigma, 1 / sigma, sigma * inv_b): the forward carries sigma * z with sigma = a, so that
+    the upsample (taps 2 sigma f_up) yields v = a u for the sine directly, one multiply fewer per
+    sine; the downsample's taps f_down / sigma undo it. For |a| < 2^-64, sigma = 1 and the sine
+    term is dropped: inv_b sin(a u)^2 <= inv_b a^2 u^2 is then below float32 resolution of u for
+    any |u| < 2^64 / inv_b. NaN and infinite a keep sigma = a and reach every output as NaN, as in
+    the definition. (The same rule as the CUDA kernel's ChannelConstants.)"""
+    negligible = tl.abs(a) < 5.421010862427522e-20  # 2^-64
+    sigma = tl.where(negligible, 1.0, a)
+    return 2.0 * sigma, 1.0 / sigma, tl.where(negligible, 0.0, a * inv_b)
+
+
+@triton.jit
+def _output_recomputed(x_tile, pos, border, sine_scale, filters, CLAMP: tl.constexpr):
     """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
-    u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
-    z_even, z_odd = _snake_pair(u_even, u_odd, act)
+    v_even, v_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
+    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale)
     return _sum_over_neighbours(z_even, z_odd, filters[2])
 
 
@@ -390,15 +417,16 @@ def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constex
 
 
 @triton.jit
-def _forward_tile(x_tile, lanes, border, act, filters,
+def _forward_tile(x_tile, lanes, border, sine_scale, filters,
                   BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end)."""
+    """y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end), from the
+    scaled filters and sine term of ``_forward_scales``."""
     if USE_GATHER:
-        u_even, u_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
-        z_even, z_odd = _snake_pair(u_even, u_odd, act)
+        v_even, v_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
+        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale)
         y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
     else:
-        y = _output_recomputed(x_tile, lanes, border, act, filters, CLAMP)
+        y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, CLAMP)
     return y
 
 
@@ -415,17 +443,17 @@ def _anti_alias_activation_forward_kernel(
     channel = tl.program_id(1)
     row = tl.program_id(2) * C + channel
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
-    act = (a, 1.0 / (b + SNAKE_EPS))
-    filters = _load_filters(up_ptr, down_ptr, False)
+    up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
+    filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
     lanes = tl.arange(0, BLOCK_T)
     first_tile = tl.program_id(0) * TILES_PER_PROGRAM
     for tile in range(first_tile, tl.minimum(first_tile + TILES_PER_PROGRAM, n_tiles)):
         row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
         x_tile = x_ptr + row_start
         if interior:
-            y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
+            y = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, False)
         else:
-            y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
+            y = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, True)
         # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
         # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
         # model shape) let Triton emit full-width vector stores.
@@ -538,7 +566,7 @@ def _anti_alias_activation_backward_kernel(
     a, b = _channel_parameters(row % C, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
-    filters = _load_filters(up_ptr, down_ptr, True)
+    filters = _load_filters(up_ptr, down_ptr, 2.0, 1.0, True)
     grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - t0), T, filters[1])
     border = (border[0], border[1], grad_z_first, grad_z_last)
 

@@ -286,6 +286,19 @@ def test_backward_nonfinite_reaches_what_autograd_reaches(value, block_t, use_ga
     assert grad_beta.isnan().all() and ref_beta.isnan().all()
 
 
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_forward_zero_tiny_and_negative_alpha(snake_beta):
+    """The forward carries a * z (its taps scaled by a, 1 / a); for |a| < 2^-64 it carries z and
+    drops the sine term instead. Linear-scale alpha of 0, 1e-30, 2^-64 itself and negative values."""
+    gen = torch.Generator().manual_seed(23)
+    x = random_input((1, 5, 40), torch.float32, gen)
+    alpha = torch.tensor([0.0, 1e-30, 2.0**-64, -0.7, 1.3]).to(DEVICE)
+    beta = torch.tensor([1.0, 0.5, 2.0, 0.8, 1.1]).to(DEVICE) if snake_beta else None
+    for block_t in (16, None):
+        y = forward(x, alpha, beta, False, block_t=block_t)
+        assert_matches_definition(y, x, alpha, beta, False)
+
+
 def test_forward_batches_beyond_the_grid_limit(monkeypatch):
     """The forward's grid is (tiles, channels, batches); batches past CUDA's axis limit go in several
     launches over contiguous views, channels past it are refused. The limit lowered to 2 here."""
