@@ -91,57 +91,67 @@ def branch_target(operands: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
-def interior_path(code):
+def interior_path(code, tile_loop: bool):
     """The instructions an interior tile executes when every sine takes its fast path, as
-    (setup, per_tile): what a program runs once, and what it runs per tile.
+    (once_per_program, per_tile).
 
-    A walk from the entry: the kernel's first conditional forward branch is the interior / border
-    split (fall-through: the interior branch, whose loads need no index clamps), and every later
-    conditional forward branch skips a rarely taken path (a sine's huge-argument path, or the
-    block's uniform branch to the precise sine), so the walk takes it. Forward unconditional
-    branches are followed; a predicated EXIT is passed (it ends only the lanes past the row, or a
-    program's loop over its tiles). An unconditional backward branch is the loop over a program's
-    tiles: the instructions from its target on are per tile, those before it once per program.
-    Without such a loop, everything up to the EXIT is per tile.
+    Kernels without a loop (the backward): a walk from the entry. The first conditional forward
+    branch is the interior / border split (fall-through: the interior branch, whose loads need no
+    index clamps), and every later conditional forward branch skips a rarely taken path (a sine's
+    huge-argument path, or the block's uniform branch to the precise sine), so the walk takes it.
+    Unconditional branches are followed; a predicated EXIT is passed (it ends only the lanes past
+    the row). Everything up to the EXIT is per tile.
+
+    Kernels with a loop over a program's tiles (``tile_loop``, the forward; its first backward
+    branch closes the loop): the instructions before the loop run once per program; the loop body is walked as above
+    from its head to that branch (per tile); after the loop, the walk runs to the first EXIT,
+    predicated or not (the program's common exit; what follows it is the rare second pass with the
+    precise sine), and that part runs once per program.
     """
     at = {address: i for i, (address, *_rest) in enumerate(code)}
-    path = []
-    i = 0
-    split_seen = False
-    loop_head = None
-    while i < len(code) and len(path) <= len(code):
-        address, predicated, op, operands = code[i]
-        target = branch_target(operands) if op == "BRA" else None
-        if target is not None and target in at and not predicated and target <= address:
-            loop_head = target
-            break
-        path.append(code[i])
-        if op == "EXIT" and not predicated:
-            break
-        if target is not None and target in at:
-            if not predicated:
-                i = at[target]
-                continue
-            if target > address:
-                if split_seen:
+    back_edge = None
+    if tile_loop:
+        back_edge = next(i for i, (address, _, op, operands) in enumerate(code)
+                         if op == "BRA" and (branch_target(operands) or address + 1) <= address)
+
+    def walk(start, stop_at, split_seen):
+        path = []
+        i = start
+        while i < len(code) and len(path) <= len(code):
+            address, predicated, op, operands = code[i]
+            path.append(code[i])
+            if i == stop_at or (op == "EXIT" and (not predicated or stop_at == "exit")):
+                return path, True
+            target = branch_target(operands) if op == "BRA" else None
+            if target is not None and target in at and target > address:
+                if not predicated or split_seen:
                     i = at[target]
                     continue
                 split_seen = True
-        i += 1
-    assert split_seen and (loop_head is not None or path[-1][2] == "EXIT"), (
-        "unexpected control flow: read the disassembly")
-    if loop_head is None:
+            i += 1
+        return path, False
+
+    if back_edge is None:
+        path, ended = walk(0, None, False)
+        assert ended and path[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
         return [], path
-    head = next(n for n, (address, *_rest) in enumerate(path) if address == loop_head)
-    return path[:head], path[head:]
+    head = at[branch_target(code[back_edge][3])]
+    setup = code[:head]
+    assert all(op != "BRA" or predicated for _, predicated, op, _ in setup), "unexpected control flow"
+    body, ended = walk(head, back_edge, False)
+    assert ended and body[-1] is code[back_edge], "unexpected control flow: read the disassembly"
+    tail, ended = walk(back_edge + 1, "exit", True)
+    assert ended and tail[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
+    return setup + tail, body
 
 
-def summary(compiled, outputs_per_tile: int, num_warps: int, tiles_per_program: int = 1) -> dict:
-    setup, per_tile = interior_path(instructions(disassemble(compiled, "-sass")))
+def summary(compiled, outputs_per_tile: int, num_warps: int, tiles_per_program: int = 1,
+            tile_loop: bool = False) -> dict:
+    once, per_tile = interior_path(instructions(disassemble(compiled, "-sass")), tile_loop)
     # each thread's instructions serve outputs_per_tile / threads outputs per tile
     per_output = 32 * num_warps / outputs_per_tile
     counts = collections.Counter()
-    for _, _, op, _ in setup:
+    for _, _, op, _ in once:
         counts[op] += 1 / tiles_per_program
     for _, _, op, _ in per_tile:
         counts[op] += 1
@@ -202,7 +212,8 @@ def main() -> None:
         forward_sig["HALO"] = "constexpr"
     forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, forward_constexprs,
                              warps["forward"])
-    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"], tiles_per_program)
+    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"], tiles_per_program,
+                                 tile_loop="TILES_PER_PROGRAM" in forward_constexprs)
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}

@@ -106,6 +106,9 @@ PI_A = tl.constexpr(3.140625)  # pi to 8 significant bits: k * PI_A is exact for
 PI_B = tl.constexpr(0.0009676535846665502)  # float32(pi - PI_A)
 MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: fma(v, INV_PI, MAGIC) - MAGIC = rint(v / pi)
 FAST_MAX = tl.constexpr(65536.0)  # |v| at or beyond this takes the precise sine
+# The forward's bound max|x| * gain on |v| (float32, each side off by at most ~7 roundings of 2^-24)
+# sends a program to the precise sine from here: a bound below it keeps every computed |v| < FAST_MAX.
+FAST_BOUND_MAX = tl.constexpr(65536.0 * (1 - 2**-10))
 # The sine of the reduced argument: the GPU's sin.approx.f32 (MUFU.SIN, max abs error 2**-21.41 on
 # [-pi, pi]); the interpreter cannot run inline PTX, so there it is tl.sin and CI tests the reduction.
 HARDWARE_SINE = tl.constexpr(not _interpreted() and torch.version.hip is None)
@@ -168,7 +171,7 @@ def _transposed_polyphase(even, odd, taps, lanes, BLOCK_T: tl.constexpr):
 
 @triton.jit
 def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
-    """(u[2m], u[2m+1]) for m = t0 + pos (any shape).
+    """(u[2m], u[2m+1], x[m]) for m = t0 + pos (any shape).
 
     With CLAMP, x indices are clamped to the row, and positions outside it follow the downsample's
     z-index clamp: m < 0 gives u[0] in both phases, m >= T gives u[2T-1] in both phases. Without
@@ -176,13 +179,15 @@ def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
     """
     if CLAMP:
         inside = tl.minimum(tl.maximum(pos, border[0]), border[1])
-        u_even, u_odd = _polyphase(_load_shifted(x_tile, inside, border, REPLICATE), up)
+        shifted = _load_shifted(x_tile, inside, border, REPLICATE)
+        u_even, u_odd = _polyphase(shifted, up)
         u_even_at_border = tl.where(pos > border[1], u_odd, u_even)
         u_odd = tl.where(pos < border[0], u_even, u_odd)
         u_even = u_even_at_border
     else:
-        u_even, u_odd = _polyphase(_load_shifted(x_tile, pos, border, UNCHECKED), up)
-    return u_even, u_odd
+        shifted = _load_shifted(x_tile, pos, border, UNCHECKED)
+        u_even, u_odd = _polyphase(shifted, up)
+    return u_even, u_odd, shifted[3]
 
 
 @triton.jit
@@ -210,11 +215,12 @@ def _core(r, COSINE: tl.constexpr):
 
 
 @triton.jit
-def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
+def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr):
     """(sin v_even, sin v_odd) up to sign, and with WITH_COS (cos v_even, cos v_odd) up to the same
-    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). A program
-    that holds any |v| >= FAST_MAX (a uniform branch, never taken at model scales) computes the
-    precise sine of those arguments instead."""
+    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). With
+    CHECK_RANGE, a program that holds any |v| >= FAST_MAX (a uniform branch, never taken at model
+    scales) computes the precise sine of those arguments instead; without, the caller has made
+    sure that every |v| < FAST_MAX (see the forward's ``FAST_BOUND_MAX``)."""
     r_even = _reduce_mod_pi(v_even)
     r_odd = _reduce_mod_pi(v_odd)
     s_even = _core(r_even, False)
@@ -225,7 +231,7 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
     else:
         c_even = s_even
         c_odd = s_odd
-    if tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
+    if CHECK_RANGE and tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
         huge_even = tl.abs(v_even) >= FAST_MAX
         huge_odd = tl.abs(v_odd) >= FAST_MAX
         s_even = tl.where(huge_even, tl.sin(v_even), s_even)
@@ -239,7 +245,7 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
 @triton.jit
 def _snake_pair(u_even, u_odd, act):
     """z = u + inv_b * sin(a u)^2 of both phases."""
-    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False)
+    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False, True)
     return u_even + act[1] * (s_even * s_even), u_odd + act[1] * (s_odd * s_odd)
 
 
@@ -350,10 +356,10 @@ def _load_filters(up_ptr, down_ptr, up_scale, down_scale, COLUMNS_OF_UP: tl.cons
 
 
 @triton.jit
-def _snake_scaled_pair(v_even, v_odd, sine_scale):
+def _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE: tl.constexpr):
     """sigma * z = v + sigma * inv_b * sin(v)^2 of both phases, for v = sigma * u (the forward's
-    scaled upsample; see ``_forward_scales``)."""
-    s_even, s_odd, _, _ = _sines(v_even, v_odd, False)
+    scaled upsample; see ``_forward_scales``); CHECK_RANGE as in ``_sines``."""
+    s_even, s_odd, _, _ = _sines(v_even, v_odd, False, CHECK_RANGE)
     return v_even + sine_scale * (s_even * s_even), v_odd + sine_scale * (s_odd * s_odd)
 
 
@@ -371,10 +377,18 @@ def _forward_scales(a, inv_b):
 
 
 @triton.jit
+def _upsample_gain(up):
+    """max over the two phases of sum |up[k]|: |u| <= max|x| * gain."""
+    even = tl.abs(up[1]) + tl.abs(up[3]) + tl.abs(up[5]) + tl.abs(up[7]) + tl.abs(up[9]) + tl.abs(up[11])
+    odd = tl.abs(up[0]) + tl.abs(up[2]) + tl.abs(up[4]) + tl.abs(up[6]) + tl.abs(up[8]) + tl.abs(up[10])
+    return tl.maximum(even, odd)
+
+
+@triton.jit
 def _output_recomputed(x_tile, pos, border, sine_scale, filters, CLAMP: tl.constexpr):
     """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
-    v_even, v_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
-    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale)
+    v_even, v_odd, _ = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
+    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, True)
     return _sum_over_neighbours(z_even, z_odd, filters[2])
 
 
@@ -418,16 +432,50 @@ def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constex
 
 @triton.jit
 def _forward_tile(x_tile, lanes, border, sine_scale, filters,
-                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end), from the
-    scaled filters and sine term of ``_forward_scales``."""
+                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr, CHECK_RANGE: tl.constexpr):
+    """(y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end), |x| of the
+    lanes), from the scaled filters and sine term of ``_forward_scales``. Without CHECK_RANGE every
+    sine takes the fast path: the caller checks |x| afterwards (``_forward_program``). The
+    recompute path (no USE_GATHER) checks its arguments itself and reports |x| as 0."""
     if USE_GATHER:
-        v_even, v_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
-        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale)
+        v_even, v_odd, x = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
+        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE)
         y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
+        x_abs = tl.abs(x)
     else:
         y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, CLAMP)
-    return y
+        x_abs = tl.zeros(lanes.shape, tl.float32)
+    return y, x_abs
+
+
+@triton.jit
+def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
+                     CHECK_RANGE: tl.constexpr):
+    """Tiles first_tile .. last_tile-1 of the row; returns the largest |x| of each lane they read."""
+    lanes = tl.arange(0, BLOCK_T)
+    largest = tl.zeros([BLOCK_T], tl.float32)
+    for tile in range(first_tile, last_tile):
+        row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
+        x_tile = x_ptr + row_start
+        if interior:
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, False,
+                                     CHECK_RANGE)
+        else:
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, True,
+                                     CHECK_RANGE)
+        largest = tl.maximum(largest, x_abs)
+        # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
+        # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
+        # model shape) let Triton emit full-width vector stores.
+        if HALO > 0:
+            single = n_tiles == 1
+            keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
+            keep = keep & (lanes < T - base)
+        else:
+            keep = lanes < T - base
+        tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
+    return largest
 
 
 @triton.jit
@@ -445,25 +493,17 @@ def _anti_alias_activation_forward_kernel(
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
-    lanes = tl.arange(0, BLOCK_T)
     first_tile = tl.program_id(0) * TILES_PER_PROGRAM
-    for tile in range(first_tile, tl.minimum(first_tile + TILES_PER_PROGRAM, n_tiles)):
-        row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
-        x_tile = x_ptr + row_start
-        if interior:
-            y = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, False)
-        else:
-            y = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, True)
-        # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
-        # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
-        # model shape) let Triton emit full-width vector stores.
-        if HALO > 0:
-            single = n_tiles == 1
-            keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
-            keep = keep & (lanes < T - base)
-        else:
-            keep = lanes < T - base
-        tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
+    last_tile = tl.minimum(first_tile + TILES_PER_PROGRAM, n_tiles)
+    largest = _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                               BLOCK_T, USE_GATHER, HALO, False)
+    # Every sine above took the fast path. Its arguments are bounded by |v| <= max|x| * gain (every
+    # u of a stored output is made of x the tile loaded at its own lanes, as HALO >= 6); where the
+    # bound reaches FAST_BOUND_MAX (never at model scales), the tiles are computed again, with the
+    # precise sine for the arguments at or beyond FAST_MAX. One check per program, not one per tile.
+    if tl.max(largest, axis=0) * _upsample_gain(filters[0]) >= FAST_BOUND_MAX:
+        _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                         BLOCK_T, USE_GATHER, HALO, True)
 
 
 # --- backward ---------------------------------------------------------------------------------
@@ -487,8 +527,8 @@ def _grad_z_pair(g_tile, pos, border, down, CLAMP: tl.constexpr):
 def _grad_u(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
     """dL/du of both phases at positions ``pos``, with u and the sine terms the parameter gradients use."""
     gz_even, gz_odd = _grad_z_pair(g_tile, pos, border, filters[1], CLAMP)
-    u_even, u_odd = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
-    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True)
+    u_even, u_odd, _ = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
+    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True, True)
     sin2_even = 2.0 * s_even * c_even
     sin2_odd = 2.0 * s_odd * c_odd
     slope = act[0] * act[1]
@@ -601,15 +641,17 @@ def _anti_alias_activation_backward_kernel(
 
 def _forward_halo(block_t: int, use_gather: bool) -> int:
     """Lanes at each end of a forward tile that compute z for a neighbouring tile's outputs, not
-    outputs of their own (at least the downsample's reach, 3). Tiles overlap by twice this instead
-    of recomputing the z of their edge outputs' neighbours: 16 of 1024 lanes (1.6%) against the
-    edge block's 8 neighbour sines per edge output, which every thread carried (its [8, 8] block
-    has fewer elements than a tile has threads). 8 keeps each tile's first output (a multiple of
-    BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision, so stores stay vectors.
-    The recompute path needs no neighbours from other lanes: no halo."""
+    outputs of their own. Tiles overlap by twice this instead of recomputing the z of their edge
+    outputs' neighbours: 16 of 1024 lanes (1.6%) against the former edge block's 8 neighbour sines
+    per edge output, which every thread carried (its [8, 8] block has fewer elements than a tile
+    has threads). At least 6, the downsample's reach (3) plus the upsample's (3): then every x an
+    output depends on was loaded at a lane of the tile, which the range check of the sine's
+    arguments relies on (see ``_anti_alias_activation_forward_kernel``). 8 keeps each tile's first
+    output (a multiple of BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision, so
+    stores stay vectors. The recompute path needs no neighbours from other lanes: no halo."""
     if not use_gather:
         return 0
-    return 8 if block_t >= 64 else 4
+    return 8 if block_t >= 64 else 6
 
 
 def _tiles_per_row(T: int, block_t: int, halo: int) -> int:

@@ -225,8 +225,8 @@ def test_backward_parameter_grads_are_deterministic():
 
 # --- non-finite input ---------------------------------------------------------------------------
 
-# T = 70 in 16-sample tiles: the forward's tiles store 8 outputs each and overlap by 8 lanes
-# (tiles 1-6 interior, 0, 7 and 8 clamp), the backward's store 16 (1-3 interior, 0 and 4 clamp).
+# T = 70 in 16-sample tiles: the forward's tiles store 4 outputs each and overlap by 12 lanes
+# (tiles 3-14 interior, 0-2 and 15-17 clamp), the backward's store 16 (1-3 interior, 0 and 4 clamp).
 # One non-finite sample per channel, at the row's ends, on and beside tile edges, inside tiles.
 NONFINITE_T = 70
 NONFINITE_POSITIONS = [0, 1, 5, 15, 16, 17, 31, 32, 40, 47, 48, 63, 64, 69]
