@@ -7,11 +7,12 @@ instructions, counted on the interior-tile path (the branch every tile but the f
 row takes): one thread's count times the threads of a program, over the outputs a tile stores
 (BLOCK_T, less the forward's overlap of 2 * HALO lanes).
 
-    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
+    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--tiles-per-program 1,8,16] [--json out.json]
 
 Counts are of the interior tile's path with every sine on its fast path (see ``interior_path``):
-the forward's loop over a program's tiles is counted with a full program of interior tiles (its
-setup shared by TILES_PER_PROGRAM tiles); the sine's rare slow path is left out.
+the forward's loop over a program's tiles is counted with programs of 1, 8 and 16 interior tiles
+(``--tiles-per-program``: its once-per-program part shared by that many); the sine's rare slow
+path (the forward's second pass) is left out.
 Needs Triton's bundled ptxas and ``cuobjdump`` (CUDA toolkit) on PATH; no GPU.
 """
 
@@ -181,7 +182,8 @@ def main() -> None:
     parser.add_argument("--block-t", type=int, default=1024)
     parser.add_argument("--num-warps", type=int, help="default: each launcher's own choice")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    parser.add_argument("--tiles-per-program", type=int, help="forward; default: the launcher's")
+    parser.add_argument("--tiles-per-program", default="1,8,16",
+                        help="forward: tiles each program runs, comma-separated (the launcher picks 1-16 per shape)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--kernel-file", help="a kernel module to count instead of the package's, e.g. an "
                         "older revision: git show REV:kernels/anti_alias_activation.py > old.py")
@@ -199,21 +201,21 @@ def main() -> None:
         warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
     forward_constexprs = dict(common)
     halo = 0
-    tiles_per_program = 1
-    if "TILES_PER_PROGRAM" in module._anti_alias_activation_forward_kernel.arg_names:
-        # Counted with every program running its full count of interior tiles.
-        tiles_per_program = args.tiles_per_program or module._FORWARD_TILES_PER_PROGRAM
-        forward_constexprs["TILES_PER_PROGRAM"] = tiles_per_program
-        forward_sig["TILES_PER_PROGRAM"] = "constexpr"
-    if "HALO" in module._anti_alias_activation_forward_kernel.arg_names:
+    kernel = module._anti_alias_activation_forward_kernel
+    if "HALO" in kernel.arg_names:
         # Overlapping tiles: a tile stores block_t - 2 * halo outputs, and the counts are per stored output.
         halo = module._forward_halo(args.block_t, True)
         forward_constexprs["HALO"] = halo
         forward_sig["HALO"] = "constexpr"
-    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, forward_constexprs,
-                             warps["forward"])
-    results["forward"] = summary(forward, args.block_t - 2 * halo, warps["forward"], tiles_per_program,
-                                 tile_loop="TILES_PER_PROGRAM" in forward_constexprs)
+    tile_loop = "tiles_per_program" in kernel.arg_names
+    if tile_loop:
+        forward_sig = {name: ("i32" if name == "tiles_per_program" else forward_sig[name]) for name in kernel.arg_names}
+    forward = compile_kernel(kernel, forward_sig, forward_constexprs, warps["forward"])
+    # A program's loop over its tiles: counted with every program running that many interior tiles.
+    counted = [int(n) for n in args.tiles_per_program.split(",")] if tile_loop else [1]
+    for n in counted:
+        results[f"forward, tiles per program: {n}" if tile_loop else "forward"] = summary(
+            forward, args.block_t - 2 * halo, warps["forward"], n, tile_loop)
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
@@ -222,12 +224,10 @@ def main() -> None:
     backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
                               warps["backward"])
     results["backward"] = summary(backward, args.block_t, warps["backward"])
-    results["forward"]["outputs_per_tile"] = args.block_t - 2 * halo
-    results["forward"]["tiles_per_program"] = tiles_per_program
-    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}, "
-          f"forward: {results['forward']['outputs_per_tile']} outputs per tile, {tiles_per_program} tiles per program")
+    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}; "
+          f"forward tiles store {args.block_t - 2 * halo} outputs")
     for name, r in results.items():
-        print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
+        print(f"{name} ({warps[name.split(',')[0]]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
               f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "
               f"{r['memory_per_output']} memory/shuffle/barrier, {r['all_per_output']} instructions in all")
         print("   ", ", ".join(f"{op} {n}" for op, n in list(r["opcodes_per_output"].items())[:16]))

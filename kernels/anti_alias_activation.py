@@ -50,8 +50,9 @@ Kernel design:
   sine's argument a*u comes out of the upsample: one multiply fewer per sine.
 - Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
   4 in the backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the
-  backward's edge block) is shared by that many outputs. A forward program runs up to 4
-  consecutive tiles of its row, so its setup (filters, parameters) is shared by 4 tiles. Compile facts (registers, instruction counts,
+  backward's edge block) is shared by that many outputs. A forward program runs up to 16
+  consecutive tiles of its row, as many as leave the GPU enough programs, so its setup (filters,
+  parameters, the range check's reduction) is shared by those tiles. Compile facts (registers, instruction counts,
   vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
 - The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
   sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
@@ -72,6 +73,7 @@ the 12 taps of each filter as tuples of scalars (up times 2) and, for the recomp
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -478,23 +480,24 @@ def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_
     return largest
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tiles_per_program"])
 def _anti_alias_activation_forward_kernel(
     x_ptr, y_ptr, alpha_ptr, beta_ptr, up_ptr, down_ptr,
-    T, C, n_tiles,
+    T, C, n_tiles, tiles_per_program,
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr,
-    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr, TILES_PER_PROGRAM: tl.constexpr,
+    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
 ):
     # A 3-D grid (tile group, channel, batch): no division of a flat program id. Each program runs
-    # up to TILES_PER_PROGRAM consecutive tiles of one row, so the per-thread setup (the filters'
-    # 24 loads and their doubling, the exps, the division) is shared by that many tiles.
+    # up to tiles_per_program consecutive tiles of one row (``_tiles_per_program``), so the
+    # per-thread setup (the filters' 24 loads and scalings, the exps, the division, the range
+    # check's reduction) is shared by that many tiles.
     channel = tl.program_id(1)
     row = tl.program_id(2) * C + channel
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
-    first_tile = tl.program_id(0) * TILES_PER_PROGRAM
-    last_tile = tl.minimum(first_tile + TILES_PER_PROGRAM, n_tiles)
+    first_tile = tl.program_id(0) * tiles_per_program
+    last_tile = tl.minimum(first_tile + tiles_per_program, n_tiles)
     largest = _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
                                BLOCK_T, USE_GATHER, HALO, False)
     # Every sine above took the fast path. Its arguments are bounded by |v| <= max|x| * gain (every
@@ -679,10 +682,28 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
 # 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
 # the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
-# Consecutive tiles of a row one forward program runs (benchmarks/triton_sass.py, sm_90, fp32,
-# BLOCK_T = 1024: see benchmarks/RESULTS.md). Longer rows need fewer programs per row; a row of
-# 8192 samples still gives 3 programs.
-_FORWARD_TILES_PER_PROGRAM = 4
+# Consecutive tiles of a row one forward program runs: as many as leave at least
+# _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 140
+# registers allow), at most _MAX_TILES_PER_PROGRAM. Each program's setup is ~250 instructions per
+# thread (benchmarks/triton_sass.py, sm_90), 32 per output at one tile, 2 at 16. At 2048 mel frames
+# the 22 kHz model's activations get 6-12 tiles per program on an H200, at 256 frames 1.
+_MAX_TILES_PER_PROGRAM = 16
+_PROGRAMS_PER_SM = 8
+# Without a GPU (the interpreter) 4, so the tests run programs of several tiles.
+_CPU_TILES_PER_PROGRAM = 4
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessor_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return min(n_tiles, _CPU_TILES_PER_PROGRAM)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    enough = B * C * n_tiles // (_multiprocessor_count(index) * _PROGRAMS_PER_SM)
+    return max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, enough))
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
@@ -768,11 +789,12 @@ def anti_alias_activation_forward(
     # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
     for b0 in range(0, B, _MAX_GRID_YZ):
         b1 = min(B, b0 + _MAX_GRID_YZ)
-        _anti_alias_activation_forward_kernel[(triton.cdiv(n_tiles, _FORWARD_TILES_PER_PROGRAM), C, b1 - b0)](
+        tiles_per_program = _tiles_per_program(b1 - b0, C, n_tiles, x.device)
+        _anti_alias_activation_forward_kernel[(triton.cdiv(n_tiles, tiles_per_program), C, b1 - b0)](
             x[b0:b1], out[b0:b1], alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
-            T, C, n_tiles,
+            T, C, n_tiles, tiles_per_program,
             HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
-            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo, TILES_PER_PROGRAM=_FORWARD_TILES_PER_PROGRAM,
+            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
             num_warps=num_warps,
         )
     return out
@@ -903,6 +925,7 @@ class _PreparedForward:
         self.alpha_logscale = alpha_logscale
         self.device = device
         self.device_index = device.index if device.index is not None else torch.cuda.current_device()
+        self.programs_wanted = _multiprocessor_count(self.device_index) * _PROGRAMS_PER_SM
         self.param_dtype = param_dtype
         self.block_t = block_t
         self.num_warps = num_warps
@@ -914,17 +937,18 @@ class _PreparedForward:
         _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather, _FORWARD_SAMPLES_PER_THREAD)
         # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
         # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
-        # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
+        # n_tiles = 3 leave only the intended facts (tiles_per_program is never specialised); a
+        # one-element offset makes a pointer unaligned.
         with torch.cuda.device(self.device_index):
             data = torch.empty(130, dtype=self.dtype, device=self.device)
             params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
             x, out = (data[:64], data[64:128]) if aligned else (data[1:65], data[65:129])
             compiled = _anti_alias_activation_forward_kernel.warmup(
-                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
+                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
                 HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
                 USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
-                TILES_PER_PROGRAM=_FORWARD_TILES_PER_PROGRAM, num_warps=num_warps, grid=(1,))
+                num_warps=num_warps, grid=(1,))
         self._compiled[block_t, aligned] = compiled
         return compiled
 
@@ -956,8 +980,9 @@ class _PreparedForward:
         n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-        compiled[(-(-n_tiles // _FORWARD_TILES_PER_PROGRAM), C, B)](
-            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo, _FORWARD_TILES_PER_PROGRAM,
+        tiles_per_program = max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, B * C * n_tiles // self.programs_wanted))
+        compiled[(-(-n_tiles // tiles_per_program), C, B)](
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
             stream=self._current_stream(self.device_index))
         return out
