@@ -32,7 +32,7 @@ Kernel design:
   of x at shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2.
   The downsample needs z of the neighbours m-3..m+3: ``tl.gather`` (across warps Triton routes it
   through shared memory) reads them from the neighbouring lanes, ten shifted reads of z_even and
-  z_odd in four gathers (shifts -2, -1, 1, 2 of each phase in one), then 12 multiply-adds per output. Forward tiles overlap: a tile starts HALO = 8 lanes
+  z_odd in two gathers (the five shifts of each phase in one), then 12 multiply-adds per output. Forward tiles overlap: a tile starts HALO = 8 lanes
   before its first output and stores BLOCK_T - 16 outputs, so every stored lane has its
   neighbours in the tile (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits
   one tile takes one, from its first sample. (The backward's tiles do not overlap: its three
@@ -415,20 +415,25 @@ def _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T: tl.constexpr,
 
 
 @triton.jit
-def _gather_four_shifts(z, lanes, s0: tl.constexpr, s1: tl.constexpr, s2: tl.constexpr, s3: tl.constexpr,
-                        BLOCK_T: tl.constexpr):
-    """z at lanes + s0, + s1, + s2, + s3 (wrapping at the tile's ends), by one tl.gather of a
-    [4 * BLOCK_T] index: Triton stages z in shared memory once for all four, where four gathers
-    would stage it four times (sm_90: 2.6 shared stores and 1.0 barrier per output instead of 6.4
-    and 2.6)."""
-    j = tl.arange(0, 4)[None, :]
-    shift = tl.where(j == 0, s0, tl.where(j == 1, s1, tl.where(j == 2, s2, s3)))
-    index = tl.reshape((lanes[:, None] + shift) & (BLOCK_T - 1), [4 * BLOCK_T])
-    # Element 4m + j of the result is z at lane m + s_j: split the last axes (j = 2p + q) apart.
-    by_q0, by_q1 = tl.split(tl.reshape(tl.gather(z, index, 0), [BLOCK_T, 2, 2]))
-    at_s0, at_s2 = tl.split(by_q0)
-    at_s1, at_s3 = tl.split(by_q1)
-    return at_s0, at_s1, at_s2, at_s3
+def _gather_five_shifts(z, lanes, s0: tl.constexpr, s1: tl.constexpr, s2: tl.constexpr, s3: tl.constexpr,
+                        s4: tl.constexpr, BLOCK_T: tl.constexpr):
+    """z at lanes + s0, ..., + s4 (wrapping at the tile's ends), by one tl.gather of an
+    [8 * BLOCK_T] index (slots 5-7 repeat s4): Triton stages z in shared memory once for all five,
+    where five gathers would stage it five times (sm_90, fp32, 8 tiles per program: 1.3 shared
+    stores and 0.5 barriers per output instead of 6.4 and 2.6; 168 registers instead of 140, still
+    3 programs of 128 threads per multiprocessor)."""
+    j = tl.arange(0, 8)[None, :]
+    shift = tl.where(j == 0, s0, tl.where(j == 1, s1, tl.where(j == 2, s2, tl.where(j == 3, s3, s4))))
+    index = tl.reshape((lanes[:, None] + shift) & (BLOCK_T - 1), [8 * BLOCK_T])
+    # Element 8m + j of the result is z at lane m + s_j; j = 4p + 2q + r, split r, then q, then p.
+    at_r0, at_r1 = tl.split(tl.reshape(tl.gather(z, index, 0), [BLOCK_T, 2, 2, 2]))
+    at_q0r0, at_q1r0 = tl.split(at_r0)
+    at_q0r1, at_q1r1 = tl.split(at_r1)
+    at_s0, at_s4 = tl.split(at_q0r0)
+    at_s2, _ = tl.split(at_q1r0)
+    at_s1, _ = tl.split(at_q0r1)
+    at_s3, _ = tl.split(at_q1r1)
+    return at_s0, at_s1, at_s2, at_s3, at_s4
 
 
 @triton.jit
@@ -448,10 +453,8 @@ def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constex
             if shift < 3:
                 y += down[6 + 2 * shift] * odd
     else:
-        even_m2, even_m1, even_p1, even_p2 = _gather_four_shifts(z_even, lanes, -2, -1, 1, 2, BLOCK_T)
-        odd_m2, odd_m1, odd_p1, odd_p2 = _gather_four_shifts(z_odd, lanes, -2, -1, 1, 2, BLOCK_T)
-        _, odd_m3 = _neighbour_lanes(z_even, z_odd, lanes, -3, border, BLOCK_T, CLAMP)
-        even_p3, _ = _neighbour_lanes(z_even, z_odd, lanes, 3, border, BLOCK_T, CLAMP)
+        even_m2, even_m1, even_p1, even_p2, even_p3 = _gather_five_shifts(z_even, lanes, -2, -1, 1, 2, 3, BLOCK_T)
+        odd_m3, odd_m2, odd_m1, odd_p1, odd_p2 = _gather_five_shifts(z_odd, lanes, -3, -2, -1, 1, 2, BLOCK_T)
         y += down[0] * odd_m3
         y += down[1] * even_m2
         y += down[2] * odd_m2
@@ -716,7 +719,7 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
 # the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
 # Consecutive tiles of a row one forward program runs: as many as leave at least
-# _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 140
+# _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 168
 # registers allow), at most _MAX_TILES_PER_PROGRAM. Each program's setup is ~250 instructions per
 # thread (benchmarks/triton_sass.py, sm_90), 32 per output at one tile, 2 at 16. At 2048 mel frames
 # the 22 kHz model's activations get 6-12 tiles per program on an H200, at 256 frames 1.
