@@ -528,7 +528,7 @@ def _anti_alias_activation_forward_kernel(
     # per-thread setup (the filters' 24 loads and scalings, the exps, the division, the range
     # check's reduction) is shared by that many tiles.
     channel = tl.program_id(1)
-    row = tl.program_id(2) * C + channel
+    row = tl.program_id(2).to(tl.int64) * C + channel  # B*C may pass 2**31 (each axis is < 2**16)
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
     filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
