@@ -713,10 +713,11 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
     return n_tiles, block_t, num_warps, use_gather, halo
 
 
-# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, BLOCK_T =
-# 1024: 57.8 FP32-pipe operations and 108 instructions per output at 96 registers, against 68.3 and
-# 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
-# the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
+# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, fp32,
+# BLOCK_T = 1024, 8 tiles per program: 40.8 FP32-pipe operations and 58 instructions per output at
+# 168 registers, against 41.9 and 71 at 4 samples (8 warps) and 80 registers: each thread's work
+# per tile beyond the arithmetic, the gathers' indexing and the tile's bookkeeping, is shared by
+# twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
 # Consecutive tiles of a row one forward program runs: as many as leave at least
 # _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 168
