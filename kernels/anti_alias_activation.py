@@ -705,7 +705,7 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
     defaults filled in; the backward's tiles have no halo."""
     B, C, T = shape
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
+    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread, forward)
     halo = _forward_halo(block_t, use_gather) if forward else 0
     n_tiles = _tiles_per_row(T, block_t, halo)
     if B * C * n_tiles >= 2**31:
@@ -744,12 +744,26 @@ def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> in
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
+def _default_block_t(T: int, use_gather: bool, forward: bool) -> int:
+    """The tile length for rows of T samples: the row rounded up to a power of two, at most
+    _MAX_BLOCK_T (_MAX_BLOCK_T_RECOMPUTE). Rows longer than a forward tile on the gather path take
+    the tile length of 1024 or 512 that computes fewer lanes over the row (the tiles overlap, so
+    T = 4096 takes 5 tiles of 1024 but 9 of 512: 4608 lanes instead of 5120), the longer one on a tie."""
+    largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
+    block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+    if forward and use_gather and T > block_t:
+        half = block_t // 2
+        lanes = _tiles_per_row(T, block_t, _forward_halo(block_t, True)) * block_t
+        if _tiles_per_row(T, half, _forward_halo(half, True)) * half < lanes:
+            block_t = half
+    return block_t
+
+
 def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool,
-                   samples_per_thread: int) -> tuple[int, int]:
+                   samples_per_thread: int, forward: bool = False) -> tuple[int, int]:
     """Tile length and warps: ``samples_per_thread`` on the gather path, 8 neighbour blocks on the other."""
     if block_t is None:
-        largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
-        block_t = min(largest, max(_MIN_BLOCK_T, triton.next_power_of_2(T)))
+        block_t = _default_block_t(T, use_gather, forward)
     if block_t < _MIN_BLOCK_T or block_t & (block_t - 1):
         raise ValueError(f"block_t must be a power of two >= {_MIN_BLOCK_T}, got {block_t}")
     if num_warps is None:
@@ -1009,8 +1023,7 @@ class _PreparedForward:
                                                  use_gather=self.use_gather)
         block_t = self.block_t
         if block_t is None:
-            largest = _MAX_BLOCK_T if self.use_gather else _MAX_BLOCK_T_RECOMPUTE
-            block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+            block_t = _default_block_t(T, self.use_gather, True)
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
         compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
         halo = _forward_halo(block_t, self.use_gather)
