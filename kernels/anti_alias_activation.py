@@ -18,7 +18,7 @@ with x indices clamped to [0, T-1] and, for the downsample, z indices clamped to
 "z[2m]" or "z[2m+1]" with m < 0 is z[0] = act(u[0]) and one with m >= T is z[2T-1] = act(u[2T-1]).
 Each y[t] reads x[t-5 .. t+5]. The backward's transposed downsample has the upsample's form
 (dL/dz[2m] = sum f_down[2i+1] g_y[m+2-i], dL/dz[2m+1] = sum f_down[2i] g_y[m+3-i]) and its
-transposed upsample the downsample's, so one pair of helpers (``_polyphase``, ``_transposed_polyphase``)
+transposed upsample the downsample's, so one pair of helpers (``_polyphase``, ``_downsample_gathered``)
 serves both directions.
 
 Kernel design:
@@ -154,21 +154,6 @@ def _polyphase(shifted, taps):
         even += taps[2 * i + 1] * shifted[5 - i]
         odd += taps[2 * i] * shifted[6 - i]
     return even, odd
-
-
-@triton.jit
-def _transposed_polyphase(even, odd, taps, lanes, BLOCK_T: tl.constexpr):
-    """sum_{d=-3..3} w_d[lane + d] with w_d = taps[2d+5] even + taps[2d+6] odd (taps outside 0..11
-    zero): the downsample (even, odd = z) and the transposed upsample (even, odd = dL/du). The
-    neighbours come through tl.gather and wrap at the tile's ends, where the edge lanes take over."""
-    out = taps[5] * even + taps[6] * odd
-    out += tl.gather(taps[0] * odd, (lanes - 3) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[1] * even + taps[2] * odd, (lanes - 2) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[3] * even + taps[4] * odd, (lanes - 1) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[7] * even + taps[8] * odd, (lanes + 1) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[9] * even + taps[10] * odd, (lanes + 2) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[11] * even, (lanes + 3) & (BLOCK_T - 1), 0)
-    return out
 
 
 @triton.jit
@@ -440,7 +425,8 @@ def _gather_five_shifts(z, lanes, s0: tl.constexpr, s1: tl.constexpr, s2: tl.con
 def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
     """y[m] = sum_{d=-3..3} down[2d+5] z[2(m+d)] + down[2d+6] z[2(m+d)+1] (taps outside 0..11 absent):
     12 products of gathered neighbours, rather than gathering the 7 partial sums w_d (18 products
-    and sums per output; ``_transposed_polyphase``)."""
+    and sums per output). The downsample (z_even, z_odd = z), and, without CLAMP, the backward's
+    transposed upsample (dL/du; its tile's edge lanes are recomputed, see ``_with_edges``)."""
     y = down[5] * z_even + down[6] * z_odd
     if CLAMP:
         for shift in tl.static_range(1, 4):
@@ -594,7 +580,7 @@ def _backward_tile(x_tile, g_tile, lanes, border, act, filters,
     sum_sin_sq = tl.sum(gz[0] * sin_sq[0] + gz[1] * sin_sq[1], axis=0)
     edge, edge_lanes = _edge_lanes(BLOCK_T)
     if USE_GATHER:
-        gx = _transposed_polyphase(gu[0], gu[1], filters[0], lanes, BLOCK_T)
+        gx = _downsample_gathered(gu[0], gu[1], lanes, border, filters[0], BLOCK_T, False)
         gx_edge = _grad_x_recomputed(x_tile, g_tile, edge_lanes, border, act, filters, CLAMP)
     else:
         gx = _grad_x_recomputed(x_tile, g_tile, lanes, border, act, filters, CLAMP)
