@@ -23,9 +23,9 @@ serves both directions.
 
 Kernel design:
 
-- Grid: one program per (row = b*C + c, tile). The forward's grid is 3-D (tile, channel, batch),
-  so no program divides its id (the launcher splits batches beyond CUDA's 65535 limit of grid axes
-  1 and 2 into several launches); the backward's is flattened to one axis (rows outer, tiles inner).
+- Grid: 3-D (tile, channel, batch), so no program divides its id; the launchers split batches
+  beyond CUDA's 65535 limit of grid axes 1 and 2 into several launches (and refuse more channels).
+  A backward program runs one tile of a row, a forward program one or more (see below).
   Row offsets are int64 (B*C*T may exceed 2**31); lane offsets inside a tile stay int32.
 - Each forward program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile
   once (two sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads
@@ -625,10 +625,12 @@ def _anti_alias_activation_backward_kernel(
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, PARAM_GRADS: tl.constexpr,
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    row = pid // n_tiles
-    row_start, t0, border, interior = _tile_geometry(row, pid - row * n_tiles, n_tiles, T, BLOCK_T, 0)
-    a, b = _channel_parameters(row % C, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
+    # The forward's 3-D grid (tile, channel, batch), one tile per program.
+    tile = tl.program_id(0)
+    channel = tl.program_id(1)
+    row = tl.program_id(2).to(tl.int64) * C + channel
+    row_start, t0, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, 0)
+    a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, 2.0, 1.0, True)
@@ -653,12 +655,13 @@ def _anti_alias_activation_backward_kernel(
         if ALPHA_LOGSCALE:
             grad_a = grad_a * a
             grad_b = grad_b * b
+        partial = row * n_tiles + tile
         if HAS_BETA:
-            tl.store(partial_alpha_ptr + pid, grad_a)
-            tl.store(partial_beta_ptr + pid, grad_b)
+            tl.store(partial_alpha_ptr + partial, grad_a)
+            tl.store(partial_beta_ptr + partial, grad_b)
         else:
             # Snake: b = a, so alpha receives both terms.
-            tl.store(partial_alpha_ptr + pid, grad_a + grad_b)
+            tl.store(partial_alpha_ptr + partial, grad_a + grad_b)
 
 
 # --- host launchers ---------------------------------------------------------------------------
@@ -879,14 +882,20 @@ def anti_alias_activation_backward(
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
     if x.numel() > 0:
-        _anti_alias_activation_backward_kernel[(B * C * n_tiles,)](
-            grad_y, x, out, partial_alpha, partial_beta,
-            alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
-            T, C, n_tiles,
-            HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
-            BLOCK_T=block_t, USE_GATHER=use_gather,
-            num_warps=num_warps,
-        )
+        if C > _MAX_GRID_YZ:
+            raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
+        for b0 in range(0, B, _MAX_GRID_YZ):
+            b1 = min(B, b0 + _MAX_GRID_YZ)
+            _anti_alias_activation_backward_kernel[(n_tiles, C, b1 - b0)](
+                grad_y[b0:b1], x[b0:b1], out[b0:b1],
+                partial_alpha[b0:b1] if partial_alpha.dim() == 3 else partial_alpha,
+                partial_beta[b0:b1] if partial_beta.dim() == 3 else partial_beta,
+                alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
+                T, C, n_tiles,
+                HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
+                BLOCK_T=block_t, USE_GATHER=use_gather,
+                num_warps=num_warps,
+            )
     elif param_grads:
         partial_alpha.zero_()
         partial_beta.zero_()

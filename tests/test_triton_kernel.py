@@ -299,23 +299,32 @@ def test_forward_zero_tiny_and_negative_alpha(snake_beta):
         assert_matches_definition(y, x, alpha, beta, False)
 
 
-def test_forward_batches_beyond_the_grid_limit(monkeypatch):
-    """The forward's grid is (tiles, channels, batches); batches past CUDA's axis limit go in several
-    launches over contiguous views, channels past it are refused. The limit lowered to 2 here."""
+def test_batches_beyond_the_grid_limit(monkeypatch):
+    """The grids are (tiles, channels, batches); batches past CUDA's axis limit go in several
+    launches over contiguous views, channels past it are refused. The limit lowered to 2 here:
+    forward and backward equal bitwise to one launch, and to the definition / autograd."""
     from bigvgan_fast.kernels import anti_alias_activation as kernel_module
 
     gen = torch.Generator().manual_seed(22)
     x = random_input((5, 2, 40), torch.float32, gen)
     alpha, beta = random_parameters(2, True, True, gen)
+    grad_y = torch.randn(x.shape, generator=gen).to(DEVICE)
     whole = forward(x, alpha, beta, True, block_t=16)
+    whole_grads = backward(grad_y, x, alpha, beta, True, block_t=16)
     monkeypatch.setattr(kernel_module, "_MAX_GRID_YZ", 2)
     split = forward(x, alpha, beta, True, block_t=16)
     assert torch.equal(split, whole), describe_mismatch(split, whole, 0)
     assert_matches_definition(split, x, alpha, beta, True)
+    split_grads = backward(grad_y, x, alpha, beta, True, block_t=16)
+    for a, b in zip(split_grads, whole_grads):
+        assert torch.equal(a, b)
+    assert_grads_close(split_grads, reference_grads(grad_y, x, alpha, beta, True), alpha, beta)
     x3 = random_input((1, 3, 40), torch.float32, gen)
     alpha3, beta3 = random_parameters(3, True, True, gen)
     with pytest.raises(ValueError, match="channels"):
         forward(x3, alpha3, beta3, True)
+    with pytest.raises(ValueError, match="channels"):
+        backward(torch.randn(x3.shape, generator=gen).to(DEVICE), x3, alpha3, beta3, True)
 
 
 # --- lean inference launch -------------------------------------------------------------------
