@@ -32,13 +32,14 @@ Kernel design:
   of x at shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2.
   The downsample needs z of the neighbours m-3..m+3: ``tl.gather`` (across warps Triton routes it
   through shared memory) reads them from the neighbouring lanes, ten shifted reads of z_even and
-  z_odd in two gathers (the five shifts of each phase in one), then 12 multiply-adds per output. Forward tiles overlap: a tile starts HALO = 8 lanes
-  before its first output and stores BLOCK_T - 16 outputs, so every stored lane has its
-  neighbours in the tile (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits
-  one tile takes one, from its first sample. (The backward's tiles do not overlap: its three
-  outputs at each tile end are recomputed from x on an [8, 8] side block.)
-  ``use_gather=False`` recomputes every neighbour instead (16 sines per output, no shared
-  memory): a fallback in case a Triton version mis-compiles the gather; the tests run both.
+  z_odd in two gathers (the five shifts of each phase in one), then 12 multiply-adds per output.
+  Forward tiles overlap: a tile starts HALO = 8 lanes (6 in tiles under 64) before its first
+  output and stores BLOCK_T - 2*HALO outputs, so every stored lane has its neighbours in the tile
+  (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits one tile takes one, from
+  its first sample. (The backward's tiles do not overlap: its three outputs at each tile end are
+  recomputed from x on an [8, 8] side block.) ``use_gather=False`` recomputes every neighbour
+  instead (16 sines per output, no shared memory): a fallback in case a Triton version
+  mis-compiles the gather; the tests run both.
 - The recompute block's columns whose taps are zero are selected away, not multiplied: a zero
   tap times a NaN or Inf would spread a non-finite x one sample further than the definition.
 - Interior tiles (every x they read inside [0, T)) take a branch with unclamped loads at constant
@@ -48,15 +49,20 @@ Kernel design:
   2x of the upsample folded into its taps), one rounding at the store. The forward carries a * z
   instead of z (upsample taps 2a f_up, downsample taps f_down / a; ``_forward_scales``), so the
   sine's argument a*u comes out of the upsample: one multiply fewer per sine.
-- Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
-  4 in the backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the
-  backward's edge block) is shared by that many outputs. A forward program runs up to 16
-  consecutive tiles of its row, as many as leave the GPU enough programs, so its setup (filters,
-  parameters, the range check's reduction) is shared by those tiles. Compile facts (registers, instruction counts,
-  vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
+- Tiles of BLOCK_T = 1024 samples for T >= 1024 (forward: 512 where that computes fewer lanes
+  over the row, ``_default_block_t``), 8 samples per thread in the forward (4 warps) and 4 in the
+  backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the backward's
+  edge block) is shared by that many outputs. A forward program runs up to 16 consecutive tiles
+  of its row, as many as leave the GPU enough programs (``_tiles_per_program``), so its setup
+  (filters, parameters, the range check's reduction) is shared by those tiles. Compile facts
+  (registers, instruction counts, vector widths) are in benchmarks/RESULTS.md, timings in the
+  benchmarks.
 - The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
   sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
-  one special-function operation instead of a precise sinf's few tens.
+  one special-function operation instead of a precise sinf's few tens. Arguments at or beyond
+  FAST_MAX take the precise sine: the backward tests each tile's arguments first; the forward runs
+  a program's tiles with the fast sine only and tests a bound, max|x| times the upsample's gain,
+  once afterwards, computing the tiles again where it fails (never at model scales).
 
 The backward recomputes u from x (only x and the parameters are saved) and applies the exact
 adjoint of both clamps: gradient sent to z indices < 0 lands on z[0], > 2T-1 on z[2T-1]; gradient
@@ -66,9 +72,10 @@ sums in a fixed order, so equal inputs give bitwise equal gradients.
 
 Names the device helpers share: ``border = (lo, hi)``, the row's first and last sample relative
 to the tile (the backward appends the gradient the downsample's clamp sends to z[0] and z[2T-1]);
-``act = (a, inv_b)``, the activation's per-channel parameters; ``filters = (up, down, columns)``,
-the 12 taps of each filter as tuples of scalars (up times 2) and, for the recompute block, the
-[8]-vectors of the taps its even and odd columns carry.
+``act = (a, inv_b)``, the backward's per-channel parameters (the forward's scaled equivalents come
+from ``_forward_scales``); ``filters = (up, down, columns)``, the 12 taps of each filter as tuples
+of scalars (scaled: see ``_load_filters``) and, for the recompute block, the [8]-vectors of the
+taps its even and odd columns carry.
 """
 
 from __future__ import annotations
