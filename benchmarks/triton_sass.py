@@ -4,12 +4,15 @@ For each kernel variant this compiles the forward (and the backward) for sm_90, 
 cubin with ``cuobjdump -sass`` and prints the registers and the instructions per output sample:
 FP32-pipe operations (FFMA, FMUL, FADD, ...), MUFU operations (the special-function unit), and all
 instructions, counted on the interior-tile path (the branch every tile but the first and last of a
-row takes): one thread's count times the threads of a program, over BLOCK_T.
+row takes): one thread's count times the threads of a program, over the outputs a tile stores
+(BLOCK_T, less the forward's overlap of 2 * HALO lanes).
 
-    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--json out.json]
+    python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--tiles-per-program 1,8,16] [--json out.json]
 
-Counts are of the interior tile's straight-line path with every sine on its fast path (see
-``interior_path``): these kernels have no loops but the sine's rare slow path, which is left out.
+Counts are of the interior tile's path with every sine on its fast path (see ``interior_path``):
+the forward's loop over a program's tiles is counted with programs of 1, 8 and 16 interior tiles
+(``--tiles-per-program``: its once-per-program part shared by that many); the sine's rare slow
+path (the forward's second pass) is left out.
 Needs Triton's bundled ptxas and ``cuobjdump`` (CUDA toolkit) on PATH; no GPU.
 """
 
@@ -89,43 +92,70 @@ def branch_target(operands: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
-def interior_path(code):
-    """The instructions an interior tile executes when every sine takes its fast path.
+def interior_path(code, tile_loop: bool):
+    """The instructions an interior tile executes when every sine takes its fast path, as
+    (once_per_program, per_tile).
 
-    A walk from the entry: the kernel's first conditional forward branch is the interior / border
-    split (fall-through: the interior branch, whose loads need no index clamps), and every later
-    conditional forward branch skips a rarely taken path (a sine's huge-argument path, or the
-    block's uniform branch to the precise sine), so the walk takes it. Unconditional branches are
-    followed; a predicated EXIT is passed (it ends only the lanes past the row).
+    Kernels without a loop (the backward): a walk from the entry. The first conditional forward
+    branch is the interior / border split (fall-through: the interior branch, whose loads need no
+    index clamps), and every later conditional forward branch skips a rarely taken path (a sine's
+    huge-argument path, or the block's uniform branch to the precise sine), so the walk takes it.
+    Unconditional branches are followed; a predicated EXIT is passed (it ends only the lanes past
+    the row). Everything up to the EXIT is per tile.
+
+    Kernels with a loop over a program's tiles (``tile_loop``, the forward; its first backward
+    branch closes the loop): the instructions before the loop run once per program; the loop body is walked as above
+    from its head to that branch (per tile); after the loop, the walk runs to the first EXIT,
+    predicated or not (the program's common exit; what follows it is the rare second pass with the
+    precise sine), and that part runs once per program.
     """
     at = {address: i for i, (address, *_rest) in enumerate(code)}
-    path = []
-    i = 0
-    split_seen = False
-    while i < len(code) and len(path) <= len(code):
-        address, predicated, op, operands = code[i]
-        path.append(code[i])
-        if op == "EXIT" and not predicated:
-            break
-        target = branch_target(operands) if op == "BRA" else None
-        if target is not None and target in at:
-            if not predicated:
-                i = at[target]
-                continue
-            if target > address:
-                if split_seen:
+    back_edge = None
+    if tile_loop:
+        back_edge = next(i for i, (address, _, op, operands) in enumerate(code)
+                         if op == "BRA" and (branch_target(operands) or address + 1) <= address)
+
+    def walk(start, stop_at, split_seen):
+        path = []
+        i = start
+        while i < len(code) and len(path) <= len(code):
+            address, predicated, op, operands = code[i]
+            path.append(code[i])
+            if i == stop_at or (op == "EXIT" and (not predicated or stop_at == "exit")):
+                return path, True
+            target = branch_target(operands) if op == "BRA" else None
+            if target is not None and target in at and target > address:
+                if not predicated or split_seen:
                     i = at[target]
                     continue
                 split_seen = True
-        i += 1
-    assert split_seen and path[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
-    return path
+            i += 1
+        return path, False
+
+    if back_edge is None:
+        path, ended = walk(0, None, False)
+        assert ended and path[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
+        return [], path
+    head = at[branch_target(code[back_edge][3])]
+    setup = code[:head]
+    assert all(op != "BRA" or predicated for _, predicated, op, _ in setup), "unexpected control flow"
+    body, ended = walk(head, back_edge, False)
+    assert ended and body[-1] is code[back_edge], "unexpected control flow: read the disassembly"
+    tail, ended = walk(back_edge + 1, "exit", True)
+    assert ended and tail[-1][2] == "EXIT", "unexpected control flow: read the disassembly"
+    return setup + tail, body
 
 
-def summary(compiled, block_t: int, num_warps: int) -> dict:
-    path = interior_path(instructions(disassemble(compiled, "-sass")))
-    per_output = 32 * num_warps / block_t  # each thread's instructions serve block_t / threads outputs
-    counts = collections.Counter(op for _, _, op, _ in path)
+def summary(compiled, outputs_per_tile: int, num_warps: int, tiles_per_program: int = 1,
+            tile_loop: bool = False) -> dict:
+    once, per_tile = interior_path(instructions(disassemble(compiled, "-sass")), tile_loop)
+    # each thread's instructions serve outputs_per_tile / threads outputs per tile
+    per_output = 32 * num_warps / outputs_per_tile
+    counts = collections.Counter()
+    for _, _, op, _ in once:
+        counts[op] += 1 / tiles_per_program
+    for _, _, op, _ in per_tile:
+        counts[op] += 1
 
     def share(ops):
         return round(sum(n for op, n in counts.items() if op in ops) * per_output, 2)
@@ -135,7 +165,7 @@ def summary(compiled, block_t: int, num_warps: int) -> dict:
         "fp32_pipe_per_output": share(FP32_PIPE),
         "mufu_per_output": share(MUFU),
         "memory_per_output": share(MEMORY),
-        "all_per_output": round(len(path) * per_output, 2),
+        "all_per_output": round(sum(counts.values()) * per_output, 2),
         "opcodes_per_output": {op: round(n * per_output, 2) for op, n in counts.most_common()},
     }
 
@@ -152,6 +182,8 @@ def main() -> None:
     parser.add_argument("--block-t", type=int, default=1024)
     parser.add_argument("--num-warps", type=int, help="default: each launcher's own choice")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--tiles-per-program", default="1,8,16",
+                        help="forward: tiles each program runs, comma-separated (the launcher picks 1-16 per shape)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--kernel-file", help="a kernel module to count instead of the package's, e.g. an "
                         "older revision: git show REV:kernels/anti_alias_activation.py > old.py")
@@ -167,8 +199,23 @@ def main() -> None:
     for name, samples in (("forward", getattr(module, "_FORWARD_SAMPLES_PER_THREAD", 4)),
                           ("backward", getattr(module, "_BACKWARD_SAMPLES_PER_THREAD", 4))):
         warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
-    forward = compile_kernel(module._anti_alias_activation_forward_kernel, forward_sig, common, warps["forward"])
-    results["forward"] = summary(forward, args.block_t, warps["forward"])
+    forward_constexprs = dict(common)
+    halo = 0
+    kernel = module._anti_alias_activation_forward_kernel
+    if "HALO" in kernel.arg_names:
+        # Overlapping tiles: a tile stores block_t - 2 * halo outputs, and the counts are per stored output.
+        halo = module._forward_halo(args.block_t, True)
+        forward_constexprs["HALO"] = halo
+        forward_sig["HALO"] = "constexpr"
+    tile_loop = "tiles_per_program" in kernel.arg_names
+    if tile_loop:
+        forward_sig = {name: ("i32" if name == "tiles_per_program" else forward_sig[name]) for name in kernel.arg_names}
+    forward = compile_kernel(kernel, forward_sig, forward_constexprs, warps["forward"])
+    # A program's loop over its tiles: counted with every program running that many interior tiles.
+    counted = [int(n) for n in args.tiles_per_program.split(",")] if tile_loop else [1]
+    for n in counted:
+        results[f"forward, tiles per program: {n}" if tile_loop else "forward"] = summary(
+            forward, args.block_t - 2 * halo, warps["forward"], n, tile_loop)
     backward_sig = {"grad_y_ptr": ptr, "x_ptr": ptr, "grad_x_ptr": ptr, "partial_alpha_ptr": "*fp32",
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
@@ -177,9 +224,10 @@ def main() -> None:
     backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
                               warps["backward"])
     results["backward"] = summary(backward, args.block_t, warps["backward"])
-    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}")
+    print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}; "
+          f"forward tiles store {args.block_t - 2 * halo} outputs")
     for name, r in results.items():
-        print(f"{name} ({warps[name]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
+        print(f"{name} ({warps[name.split(',')[0]]} warps): {r['reg']} registers, {r['local']} bytes local (spills), {r['stack']} stack; per output sample on an interior tile: "
               f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "
               f"{r['memory_per_output']} memory/shuffle/barrier, {r['all_per_output']} instructions in all")
         print("   ", ", ".join(f"{op} {n}" for op, n in list(r["opcodes_per_output"].items())[:16]))

@@ -18,36 +18,51 @@ with x indices clamped to [0, T-1] and, for the downsample, z indices clamped to
 "z[2m]" or "z[2m+1]" with m < 0 is z[0] = act(u[0]) and one with m >= T is z[2T-1] = act(u[2T-1]).
 Each y[t] reads x[t-5 .. t+5]. The backward's transposed downsample has the upsample's form
 (dL/dz[2m] = sum f_down[2i+1] g_y[m+2-i], dL/dz[2m+1] = sum f_down[2i] g_y[m+3-i]) and its
-transposed upsample the downsample's, so one pair of helpers (``_polyphase``, ``_transposed_polyphase``)
+transposed upsample the downsample's, so one pair of helpers (``_polyphase``, ``_downsample_gathered``)
 serves both directions.
 
 Kernel design:
 
-- Grid: one program per (row = b*C + c, tile of BLOCK_T outputs), flattened to one axis (rows
-  outer, tiles inner) so neither B*C nor T/BLOCK_T meets CUDA's 65535 limit of grid axes 1 and 2.
+- Grid: 3-D (tile, channel, batch), so no program divides its id; the launchers split batches
+  beyond CUDA's 65535 limit of grid axes 1 and 2 into several launches (and refuse more channels).
+  A backward program runs one tile of a row, a forward program one or more (see below).
   Row offsets are int64 (B*C*T may exceed 2**31); lane offsets inside a tile stay int32.
-- Each program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile once (two
-  sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads of x at
-  shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2. The
-  downsample needs z of the neighbours m-3..m+3: these come from ``tl.gather`` (across warps
-  Triton routes it through shared memory), i.e. six shifted reads of the tile's w_d vectors.
-  The three outputs at each end of the tile, whose neighbours belong to the next tile, are
-  recomputed from x on an [8, 8] side block (128 extra sines per tile, 6% at BLOCK_T = 1024).
-  ``use_gather=False`` recomputes every neighbour instead (16 sines per output, no shared
-  memory): a fallback in case a Triton version mis-compiles the gather; the tests run both.
+- Each forward program computes u[2m], u[2m+1] and z for the BLOCK_T positions m of its tile
+  once (two sines per output sample, as in the definition), from seven contiguous [BLOCK_T] loads
+  of x at shifts -3..3, so DRAM sees one read of x and one write of y; the other six hit L1/L2.
+  The downsample needs z of the neighbours m-3..m+3: ``tl.gather`` (across warps Triton routes it
+  through shared memory) reads them from the neighbouring lanes, ten shifted reads of z_even and
+  z_odd in two gathers (the five shifts of each phase in one), then 12 multiply-adds per output.
+  Forward tiles overlap: a tile starts HALO = 8 lanes (6 in tiles under 64) before its first
+  output and stores BLOCK_T - 2*HALO outputs, so every stored lane has its neighbours in the tile
+  (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits one tile takes one, from
+  its first sample. (The backward's tiles do not overlap: its three outputs at each tile end are
+  recomputed from x on an [8, 8] side block.) ``use_gather=False`` recomputes every neighbour
+  instead (16 sines per output, no shared memory): a fallback in case a Triton version
+  mis-compiles the gather; the tests run both.
 - The recompute block's columns whose taps are zero are selected away, not multiplied: a zero
   tap times a NaN or Inf would spread a non-finite x one sample further than the definition.
-- Interior tiles (the whole halo inside [0, T)) take a branch with unclamped loads at constant
-  offsets; only the first and last tiles of a row clamp indices and apply the z-border rule.
+- Interior tiles (every x they read inside [0, T)) take a branch with unclamped loads at constant
+  offsets and unclamped gathers; only the first and last tiles of a row clamp indices and apply
+  the z-border rule.
 - Math in float32 (parameters converted in-kernel, exp of the parameters once per program, the
-  2x of the upsample folded into its taps), one rounding at the store.
-- Tiles of BLOCK_T = 1024 samples for T >= 1024, 8 samples per thread in the forward (4 warps) and
-  4 in the backward (8 warps): each thread's fixed work (tile setup, the edge block, the sine's
-  range check) is shared by that many outputs. Compile facts (registers, instruction counts,
-  vector widths) are in benchmarks/RESULTS.md, timings in the benchmarks.
+  2x of the upsample folded into its taps), one rounding at the store. The forward carries a * z
+  instead of z (upsample taps 2a f_up, downsample taps f_down / a; ``_forward_scales``), so the
+  sine's argument a*u comes out of the upsample: one multiply fewer per sine.
+- Tiles of BLOCK_T = 1024 samples for T >= 1024 (forward: 512 where that computes fewer lanes
+  over the row, ``_default_block_t``), 8 samples per thread in the forward (4 warps) and 4 in the
+  backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the backward's
+  edge block) is shared by that many outputs. A forward program runs up to 16 consecutive tiles
+  of its row, as many as leave the GPU enough programs (``_tiles_per_program``), so its setup
+  (filters, parameters, the range check's reduction) is shared by those tiles. Compile facts
+  (registers, instruction counts, vector widths) are in benchmarks/RESULTS.md, timings in the
+  benchmarks.
 - The sine is the shared fast sine (see ``_sines``): reduction modulo pi, since only sin(au)^2 and
   sin(2au) are needed, then the GPU's approximate sine on |r| <= pi/2; about 5 FP32 operations and
-  one special-function operation instead of a precise sinf's few tens.
+  one special-function operation instead of a precise sinf's few tens. Arguments at or beyond
+  FAST_MAX take the precise sine: the backward tests each tile's arguments first; the forward runs
+  a program's tiles with the fast sine only and tests a bound, max|x| times the upsample's gain,
+  once afterwards, computing the tiles again where it fails (never at model scales).
 
 The backward recomputes u from x (only x and the parameters are saved) and applies the exact
 adjoint of both clamps: gradient sent to z indices < 0 lands on z[0], > 2T-1 on z[2T-1]; gradient
@@ -57,13 +72,15 @@ sums in a fixed order, so equal inputs give bitwise equal gradients.
 
 Names the device helpers share: ``border = (lo, hi)``, the row's first and last sample relative
 to the tile (the backward appends the gradient the downsample's clamp sends to z[0] and z[2T-1]);
-``act = (a, inv_b)``, the activation's per-channel parameters; ``filters = (up, down, columns)``,
-the 12 taps of each filter as tuples of scalars (up times 2) and, for the recompute block, the
-[8]-vectors of the taps its even and odd columns carry.
+``act = (a, inv_b)``, the backward's per-channel parameters (the forward's scaled equivalents come
+from ``_forward_scales``); ``filters = (up, down, columns)``, the 12 taps of each filter as tuples
+of scalars (scaled: see ``_load_filters``) and, for the recompute block, the [8]-vectors of the
+taps its even and odd columns carry.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -86,6 +103,8 @@ _MAX_BLOCK_T = 1024
 _MIN_BLOCK_T = 16
 # The recompute path holds a [BLOCK_T, 8] block of neighbours; 128 keeps it free of spills.
 _MAX_BLOCK_T_RECOMPUTE = 128
+# CUDA's limit of grid axes 1 and 2 (the forward's channel and batch axes).
+_MAX_GRID_YZ = 65535
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
 USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
 
@@ -96,6 +115,9 @@ PI_A = tl.constexpr(3.140625)  # pi to 8 significant bits: k * PI_A is exact for
 PI_B = tl.constexpr(0.0009676535846665502)  # float32(pi - PI_A)
 MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: fma(v, INV_PI, MAGIC) - MAGIC = rint(v / pi)
 FAST_MAX = tl.constexpr(65536.0)  # |v| at or beyond this takes the precise sine
+# The forward's bound max|x| * gain on |v| (float32, each side off by at most ~7 roundings of 2^-24)
+# sends a program to the precise sine from here: a bound below it keeps every computed |v| < FAST_MAX.
+FAST_BOUND_MAX = tl.constexpr(65536.0 * (1 - 2**-10))
 # The sine of the reduced argument: the GPU's sin.approx.f32 (MUFU.SIN, max abs error 2**-21.41 on
 # [-pi, pi]); the interpreter cannot run inline PTX, so there it is tl.sin and CI tests the reduction.
 HARDWARE_SINE = tl.constexpr(not _interpreted() and torch.version.hip is None)
@@ -142,23 +164,8 @@ def _polyphase(shifted, taps):
 
 
 @triton.jit
-def _transposed_polyphase(even, odd, taps, lanes, BLOCK_T: tl.constexpr):
-    """sum_{d=-3..3} w_d[lane + d] with w_d = taps[2d+5] even + taps[2d+6] odd (taps outside 0..11
-    zero): the downsample (even, odd = z) and the transposed upsample (even, odd = dL/du). The
-    neighbours come through tl.gather and wrap at the tile's ends, where the edge lanes take over."""
-    out = taps[5] * even + taps[6] * odd
-    out += tl.gather(taps[0] * odd, (lanes - 3) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[1] * even + taps[2] * odd, (lanes - 2) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[3] * even + taps[4] * odd, (lanes - 1) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[7] * even + taps[8] * odd, (lanes + 1) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[9] * even + taps[10] * odd, (lanes + 2) & (BLOCK_T - 1), 0)
-    out += tl.gather(taps[11] * even, (lanes + 3) & (BLOCK_T - 1), 0)
-    return out
-
-
-@triton.jit
 def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
-    """(u[2m], u[2m+1]) for m = t0 + pos (any shape).
+    """(u[2m], u[2m+1], x[m]) for m = t0 + pos (any shape).
 
     With CLAMP, x indices are clamped to the row, and positions outside it follow the downsample's
     z-index clamp: m < 0 gives u[0] in both phases, m >= T gives u[2T-1] in both phases. Without
@@ -166,13 +173,15 @@ def _upsample_pair(x_tile, pos, border, up, CLAMP: tl.constexpr):
     """
     if CLAMP:
         inside = tl.minimum(tl.maximum(pos, border[0]), border[1])
-        u_even, u_odd = _polyphase(_load_shifted(x_tile, inside, border, REPLICATE), up)
+        shifted = _load_shifted(x_tile, inside, border, REPLICATE)
+        u_even, u_odd = _polyphase(shifted, up)
         u_even_at_border = tl.where(pos > border[1], u_odd, u_even)
         u_odd = tl.where(pos < border[0], u_even, u_odd)
         u_even = u_even_at_border
     else:
-        u_even, u_odd = _polyphase(_load_shifted(x_tile, pos, border, UNCHECKED), up)
-    return u_even, u_odd
+        shifted = _load_shifted(x_tile, pos, border, UNCHECKED)
+        u_even, u_odd = _polyphase(shifted, up)
+    return u_even, u_odd, shifted[3]
 
 
 @triton.jit
@@ -200,11 +209,12 @@ def _core(r, COSINE: tl.constexpr):
 
 
 @triton.jit
-def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
+def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr):
     """(sin v_even, sin v_odd) up to sign, and with WITH_COS (cos v_even, cos v_odd) up to the same
-    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). A program
-    that holds any |v| >= FAST_MAX (a uniform branch, never taken at model scales) computes the
-    precise sine of those arguments instead."""
+    sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). With
+    CHECK_RANGE, a program that holds any |v| >= FAST_MAX (a uniform branch, never taken at model
+    scales) computes the precise sine of those arguments instead; without, the caller has made
+    sure that every |v| < FAST_MAX (see the forward's ``FAST_BOUND_MAX``)."""
     r_even = _reduce_mod_pi(v_even)
     r_odd = _reduce_mod_pi(v_odd)
     s_even = _core(r_even, False)
@@ -215,7 +225,7 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
     else:
         c_even = s_even
         c_odd = s_odd
-    if tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
+    if CHECK_RANGE and tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
         huge_even = tl.abs(v_even) >= FAST_MAX
         huge_odd = tl.abs(v_odd) >= FAST_MAX
         s_even = tl.where(huge_even, tl.sin(v_even), s_even)
@@ -229,7 +239,7 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr):
 @triton.jit
 def _snake_pair(u_even, u_odd, act):
     """z = u + inv_b * sin(a u)^2 of both phases."""
-    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False)
+    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False, True)
     return u_even + act[1] * (s_even * s_even), u_odd + act[1] * (s_odd * s_odd)
 
 
@@ -267,19 +277,31 @@ def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
-def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Row offset, tile start, row border, interior flag and per-channel parameters of program ``pid``."""
-    row = pid // n_tiles
-    tile = pid - row * n_tiles
-    t0 = tile.to(tl.int64) * BLOCK_T
-    row_start = row.to(tl.int64) * T + t0
+def _tile_geometry(row, tile, n_tiles, T, BLOCK_T: tl.constexpr, HALO: tl.constexpr):
+    """Row offset of the tile's lane 0, the row position of lane 0 (``base``), the row border and
+    the interior flag of tile ``tile`` of row ``row`` (= b*C + c). Tiles advance by
+    BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_forward_halo``); a row of one tile
+    starts at its first sample."""
+    base = tl.cast(tile, tl.int64) * (BLOCK_T - 2 * HALO) - HALO
+    if HALO > 0:
+        base = tl.where(n_tiles == 1, 0, base)
+    row_start = row.to(tl.int64) * T + base
     # Tile-relative bounds of the row. A tile reads positions -9 .. BLOCK_T+8 at most, so bounds
     # clipped to [-64, BLOCK_T+64] clamp the same way and fit int32 whatever T is.
-    lo = tl.maximum(-t0, -64).to(tl.int32)
-    hi = tl.minimum(T - 1 - t0, BLOCK_T + 64).to(tl.int32)
-    interior = (t0 >= 6) & (t0 + BLOCK_T + 6 <= T)
-    channel = row % C
+    lo = tl.maximum(-base, -64).to(tl.int32)
+    hi = tl.minimum(T - 1 - base, BLOCK_T + 64).to(tl.int32)
+    if HALO > 0:
+        # Outputs read z of lanes +-3 (gathered), each z x of lanes +-3 (loaded).
+        interior = (base >= 3) & (base + BLOCK_T + 3 <= T)
+    else:
+        # Edge outputs recompute z of lanes +-3 from x of lanes +-3 beyond those.
+        interior = (base >= 6) & (base + BLOCK_T + 6 <= T)
+    return row_start, base, (lo, hi), interior
+
+
+@triton.jit
+def _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr):
+    """(a, b) of the channel in float32."""
     alpha = tl.load(alpha_ptr + channel).to(tl.float32)
     if HAS_BETA:
         beta = tl.load(beta_ptr + channel).to(tl.float32)
@@ -291,30 +313,34 @@ def _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
     else:
         a = alpha
         b = beta
-    return row_start, t0, (lo, hi), interior, a, b
+    return a, b
 
 
 @triton.jit
-def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
-    """``filters`` (see the module docstring): both filters' taps as scalars, the upsample's times 2,
-    and the recompute block's column taps (k = 2d+5 even, 2d+6 odd, for d = -3..4) of the
-    upsample (COLUMNS_OF_UP: the backward's transposed upsample) or of the downsample (forward)."""
-    up = (2.0 * tl.load(up_ptr + 0), 2.0 * tl.load(up_ptr + 1), 2.0 * tl.load(up_ptr + 2),
-          2.0 * tl.load(up_ptr + 3), 2.0 * tl.load(up_ptr + 4), 2.0 * tl.load(up_ptr + 5),
-          2.0 * tl.load(up_ptr + 6), 2.0 * tl.load(up_ptr + 7), 2.0 * tl.load(up_ptr + 8),
-          2.0 * tl.load(up_ptr + 9), 2.0 * tl.load(up_ptr + 10), 2.0 * tl.load(up_ptr + 11))
-    down = (tl.load(down_ptr + 0), tl.load(down_ptr + 1), tl.load(down_ptr + 2), tl.load(down_ptr + 3),
-            tl.load(down_ptr + 4), tl.load(down_ptr + 5), tl.load(down_ptr + 6), tl.load(down_ptr + 7),
-            tl.load(down_ptr + 8), tl.load(down_ptr + 9), tl.load(down_ptr + 10), tl.load(down_ptr + 11))
+def _load_filters(up_ptr, down_ptr, up_scale, down_scale, COLUMNS_OF_UP: tl.constexpr):
+    """``filters`` (see the module docstring): both filters' taps as scalars, the upsample's times
+    ``up_scale``, the downsample's times ``down_scale``, and the recompute block's column taps
+    (k = 2d+5 even, 2d+6 odd, for d = -3..4), scaled alike, of the upsample (COLUMNS_OF_UP: the
+    backward's transposed upsample) or of the downsample (forward)."""
+    up = (up_scale * tl.load(up_ptr + 0), up_scale * tl.load(up_ptr + 1), up_scale * tl.load(up_ptr + 2),
+          up_scale * tl.load(up_ptr + 3), up_scale * tl.load(up_ptr + 4), up_scale * tl.load(up_ptr + 5),
+          up_scale * tl.load(up_ptr + 6), up_scale * tl.load(up_ptr + 7), up_scale * tl.load(up_ptr + 8),
+          up_scale * tl.load(up_ptr + 9), up_scale * tl.load(up_ptr + 10), up_scale * tl.load(up_ptr + 11))
+    down = (down_scale * tl.load(down_ptr + 0), down_scale * tl.load(down_ptr + 1),
+            down_scale * tl.load(down_ptr + 2), down_scale * tl.load(down_ptr + 3),
+            down_scale * tl.load(down_ptr + 4), down_scale * tl.load(down_ptr + 5),
+            down_scale * tl.load(down_ptr + 6), down_scale * tl.load(down_ptr + 7),
+            down_scale * tl.load(down_ptr + 8), down_scale * tl.load(down_ptr + 9),
+            down_scale * tl.load(down_ptr + 10), down_scale * tl.load(down_ptr + 11))
     d = tl.arange(0, 8) - 3
     even_k = 2 * d + 5
     odd_k = 2 * d + 6
     if COLUMNS_OF_UP:
         columns_ptr = up_ptr
-        scale = 2.0
+        scale = up_scale
     else:
         columns_ptr = down_ptr
-        scale = 1.0
+        scale = down_scale
     even = tl.load(columns_ptr + even_k, mask=(even_k >= 0) & (even_k < 12), other=0.0)
     odd = tl.load(columns_ptr + odd_k, mask=odd_k < 12, other=0.0)
     return up, down, (scale * even, scale * odd)
@@ -324,49 +350,192 @@ def _load_filters(up_ptr, down_ptr, COLUMNS_OF_UP: tl.constexpr):
 
 
 @triton.jit
-def _output_recomputed(x_tile, pos, border, act, filters, CLAMP: tl.constexpr):
+def _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE: tl.constexpr):
+    """sigma * z = v + sigma * inv_b * sin(v)^2 of both phases, for v = sigma * u (the forward's
+    scaled upsample; see ``_forward_scales``); CHECK_RANGE as in ``_sines``."""
+    s_even, s_odd, _, _ = _sines(v_even, v_odd, False, CHECK_RANGE)
+    return v_even + sine_scale * (s_even * s_even), v_odd + sine_scale * (s_odd * s_odd)
+
+
+@triton.jit
+def _forward_scales(a, inv_b):
+    """(2 sigma, 1 / sigma, sigma * inv_b): the forward carries sigma * z with sigma = a, so that
+    the upsample (taps 2 sigma f_up) yields v = a u for the sine directly, one multiply fewer per
+    sine; the downsample's taps f_down / sigma undo it. For |a| < 2^-64, sigma = 1 and the sine
+    term is dropped: inv_b sin(a u)^2 <= inv_b a^2 u^2 is then below float32 resolution of u for
+    any |u| < 2^64 / inv_b. NaN and infinite a keep sigma = a and reach every output as NaN, as in
+    the definition. (The same rule as the CUDA kernel's ChannelConstants.)"""
+    negligible = tl.abs(a) < 5.421010862427522e-20  # 2^-64
+    sigma = tl.where(negligible, 1.0, a)
+    return 2.0 * sigma, 1.0 / sigma, tl.where(negligible, 0.0, a * inv_b)
+
+
+@triton.jit
+def _upsample_gain(up):
+    """max over the two phases of sum |up[k]|: |u| <= max|x| * gain."""
+    even = tl.abs(up[1]) + tl.abs(up[3]) + tl.abs(up[5]) + tl.abs(up[7]) + tl.abs(up[9]) + tl.abs(up[11])
+    odd = tl.abs(up[0]) + tl.abs(up[2]) + tl.abs(up[4]) + tl.abs(up[6]) + tl.abs(up[8]) + tl.abs(up[10])
+    return tl.maximum(even, odd)
+
+
+@triton.jit
+def _output_recomputed(x_tile, pos, border, sine_scale, filters, CLAMP: tl.constexpr):
     """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
-    u_even, u_odd = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
-    z_even, z_odd = _snake_pair(u_even, u_odd, act)
+    v_even, v_odd, _ = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
+    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, True)
     return _sum_over_neighbours(z_even, z_odd, filters[2])
 
 
 @triton.jit
-def _forward_tile(x_tile, lanes, border, act, filters,
-                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """y of the tile's lanes."""
-    if USE_GATHER:
-        u_even, u_odd = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
-        z_even, z_odd = _snake_pair(u_even, u_odd, act)
-        y = _transposed_polyphase(z_even, z_odd, filters[1], lanes, BLOCK_T)
-        _, edge_lanes = _edge_lanes(BLOCK_T)
-        y = _with_edges(y, _output_recomputed(x_tile, edge_lanes, border, act, filters, CLAMP), lanes, BLOCK_T)
+def _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
+    """(z[2(m+shift)], z[2(m+shift)+1]) for the tile's positions m, gathered from lane + shift.
+
+    Without CLAMP, lanes wrap at the tile's ends (only lanes that store nothing read there). With
+    CLAMP, the downsample's z-index clamp: a position before the row reads z[0] (the even phase of
+    its first sample) in both phases, one past the row z[2T-1] (the odd phase of its last)."""
+    if CLAMP:
+        source = tl.minimum(tl.maximum(lanes + shift, border[0]), border[1]) & (BLOCK_T - 1)
+        at_source_even = tl.gather(z_even, source, 0)
+        at_source_odd = tl.gather(z_odd, source, 0)
+        even = tl.where(lanes + shift > border[1], at_source_odd, at_source_even)
+        odd = tl.where(lanes + shift < border[0], at_source_even, at_source_odd)
     else:
-        y = _output_recomputed(x_tile, lanes, border, act, filters, CLAMP)
+        source = (lanes + shift) & (BLOCK_T - 1)
+        even = tl.gather(z_even, source, 0)
+        odd = tl.gather(z_odd, source, 0)
+    return even, odd
+
+
+@triton.jit
+def _gather_five_shifts(z, lanes, s0: tl.constexpr, s1: tl.constexpr, s2: tl.constexpr, s3: tl.constexpr,
+                        s4: tl.constexpr, BLOCK_T: tl.constexpr):
+    """z at lanes + s0, ..., + s4 (wrapping at the tile's ends), by one tl.gather of an
+    [8 * BLOCK_T] index (slots 5-7 repeat s4): Triton stages z in shared memory once for all five,
+    where five gathers would stage it five times (sm_90, fp32, 8 tiles per program: 1.3 shared
+    stores and 0.5 barriers per output instead of 6.4 and 2.6; 168 registers instead of 140, still
+    3 programs of 128 threads per multiprocessor)."""
+    j = tl.arange(0, 8)[None, :]
+    shift = tl.where(j == 0, s0, tl.where(j == 1, s1, tl.where(j == 2, s2, tl.where(j == 3, s3, s4))))
+    index = tl.reshape((lanes[:, None] + shift) & (BLOCK_T - 1), [8 * BLOCK_T])
+    # Element 8m + j of the result is z at lane m + s_j; j = 4p + 2q + r, split r, then q, then p.
+    at_r0, at_r1 = tl.split(tl.reshape(tl.gather(z, index, 0), [BLOCK_T, 2, 2, 2]))
+    at_q0r0, at_q1r0 = tl.split(at_r0)
+    at_q0r1, at_q1r1 = tl.split(at_r1)
+    at_s0, at_s4 = tl.split(at_q0r0)
+    at_s2, _ = tl.split(at_q1r0)
+    at_s1, _ = tl.split(at_q0r1)
+    at_s3, _ = tl.split(at_q1r1)
+    return at_s0, at_s1, at_s2, at_s3, at_s4
+
+
+@triton.jit
+def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
+    """y[m] = sum_{d=-3..3} down[2d+5] z[2(m+d)] + down[2d+6] z[2(m+d)+1] (taps outside 0..11 absent):
+    12 products of gathered neighbours, rather than gathering the 7 partial sums w_d (18 products
+    and sums per output). The downsample (z_even, z_odd = z), and, without CLAMP, the backward's
+    transposed upsample (dL/du; its tile's edge lanes are recomputed, see ``_with_edges``)."""
+    y = down[5] * z_even + down[6] * z_odd
+    if CLAMP:
+        for shift in tl.static_range(1, 4):
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T, CLAMP)
+            if shift < 3:
+                y += down[5 - 2 * shift] * even
+            y += down[6 - 2 * shift] * odd
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T, CLAMP)
+            y += down[5 + 2 * shift] * even
+            if shift < 3:
+                y += down[6 + 2 * shift] * odd
+    else:
+        even_m2, even_m1, even_p1, even_p2, even_p3 = _gather_five_shifts(z_even, lanes, -2, -1, 1, 2, 3, BLOCK_T)
+        odd_m3, odd_m2, odd_m1, odd_p1, odd_p2 = _gather_five_shifts(z_odd, lanes, -3, -2, -1, 1, 2, BLOCK_T)
+        y += down[0] * odd_m3
+        y += down[1] * even_m2
+        y += down[2] * odd_m2
+        y += down[3] * even_m1
+        y += down[4] * odd_m1
+        y += down[7] * even_p1
+        y += down[8] * odd_p1
+        y += down[9] * even_p2
+        y += down[10] * odd_p2
+        y += down[11] * even_p3
     return y
 
 
 @triton.jit
+def _forward_tile(x_tile, lanes, border, sine_scale, filters,
+                  BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr, CHECK_RANGE: tl.constexpr):
+    """(y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end), |x| of the
+    lanes), from the scaled filters and sine term of ``_forward_scales``. Without CHECK_RANGE every
+    sine takes the fast path: the caller checks |x| afterwards (``_forward_program``). The
+    recompute path (no USE_GATHER) checks its arguments itself and reports |x| as 0."""
+    if USE_GATHER:
+        v_even, v_odd, x = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
+        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE)
+        y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
+        x_abs = tl.abs(x)
+    else:
+        y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, CLAMP)
+        x_abs = tl.zeros(lanes.shape, tl.float32)
+    return y, x_abs
+
+
+@triton.jit
+def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
+                     CHECK_RANGE: tl.constexpr):
+    """Tiles first_tile .. last_tile-1 of the row; returns the largest |x| of each lane they read."""
+    lanes = tl.arange(0, BLOCK_T)
+    largest = tl.zeros([BLOCK_T], tl.float32)
+    for tile in range(first_tile, last_tile):
+        row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
+        x_tile = x_ptr + row_start
+        if interior:
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, False,
+                                     CHECK_RANGE)
+        else:
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, True,
+                                     CHECK_RANGE)
+        largest = tl.maximum(largest, x_abs)
+        # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
+        # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
+        # model shape) let Triton emit full-width vector stores.
+        if HALO > 0:
+            single = n_tiles == 1
+            keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
+            keep = keep & (lanes < T - base)
+        else:
+            keep = lanes < T - base
+        tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
+    return largest
+
+
+@triton.jit(do_not_specialize=["tiles_per_program"])
 def _anti_alias_activation_forward_kernel(
     x_ptr, y_ptr, alpha_ptr, beta_ptr, up_ptr, down_ptr,
-    T, C, n_tiles,
+    T, C, n_tiles, tiles_per_program,
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr,
-    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
+    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
-    act = (a, 1.0 / (b + SNAKE_EPS))
-    filters = _load_filters(up_ptr, down_ptr, False)
-    x_tile = x_ptr + row_start
-    lanes = tl.arange(0, BLOCK_T)
-    if interior:
-        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, False)
-    else:
-        y = _forward_tile(x_tile, lanes, border, act, filters, BLOCK_T, USE_GATHER, True)
-    # One store of the whole tile, masked by a bound that keeps T's divisibility: where T % 16 == 0
-    # (every model shape) Triton can then emit full-width vector stores.
-    tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=lanes < T - t0)
+    # A 3-D grid (tile group, channel, batch): no division of a flat program id. Each program runs
+    # up to tiles_per_program consecutive tiles of one row (``_tiles_per_program``), so the
+    # per-thread setup (the filters' 24 loads and scalings, the exps, the division, the range
+    # check's reduction) is shared by that many tiles.
+    channel = tl.program_id(1)
+    row = tl.program_id(2).to(tl.int64) * C + channel  # B*C may pass 2**31 (each axis is < 2**16)
+    a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
+    up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
+    filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
+    first_tile = tl.program_id(0) * tiles_per_program
+    last_tile = tl.minimum(first_tile + tiles_per_program, n_tiles)
+    largest = _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                               BLOCK_T, USE_GATHER, HALO, False)
+    # Every sine above took the fast path. Its arguments are bounded by |v| <= max|x| * gain (every
+    # u of a stored output is made of x the tile loaded at its own lanes, as HALO >= 6); where the
+    # bound reaches FAST_BOUND_MAX (never at model scales), the tiles are computed again, with the
+    # precise sine for the arguments at or beyond FAST_MAX. One check per program, not one per tile.
+    if tl.max(largest, axis=0) * _upsample_gain(filters[0]) >= FAST_BOUND_MAX:
+        _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+                         BLOCK_T, USE_GATHER, HALO, True)
 
 
 # --- backward ---------------------------------------------------------------------------------
@@ -390,8 +559,8 @@ def _grad_z_pair(g_tile, pos, border, down, CLAMP: tl.constexpr):
 def _grad_u(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
     """dL/du of both phases at positions ``pos``, with u and the sine terms the parameter gradients use."""
     gz_even, gz_odd = _grad_z_pair(g_tile, pos, border, filters[1], CLAMP)
-    u_even, u_odd = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
-    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True)
+    u_even, u_odd, _ = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
+    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True, True)
     sin2_even = 2.0 * s_even * c_even
     sin2_odd = 2.0 * s_odd * c_odd
     slope = act[0] * act[1]
@@ -418,7 +587,7 @@ def _backward_tile(x_tile, g_tile, lanes, border, act, filters,
     sum_sin_sq = tl.sum(gz[0] * sin_sq[0] + gz[1] * sin_sq[1], axis=0)
     edge, edge_lanes = _edge_lanes(BLOCK_T)
     if USE_GATHER:
-        gx = _transposed_polyphase(gu[0], gu[1], filters[0], lanes, BLOCK_T)
+        gx = _downsample_gathered(gu[0], gu[1], lanes, border, filters[0], BLOCK_T, False)
         gx_edge = _grad_x_recomputed(x_tile, g_tile, edge_lanes, border, act, filters, CLAMP)
     else:
         gx = _grad_x_recomputed(x_tile, g_tile, lanes, border, act, filters, CLAMP)
@@ -463,12 +632,15 @@ def _anti_alias_activation_backward_kernel(
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, PARAM_GRADS: tl.constexpr,
     BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    row_start, t0, border, interior, a, b = _tile_setup(pid, n_tiles, C, T, alpha_ptr, beta_ptr,
-                                                        HAS_BETA, ALPHA_LOGSCALE, BLOCK_T)
+    # The forward's 3-D grid (tile, channel, batch), one tile per program.
+    tile = tl.program_id(0)
+    channel = tl.program_id(1)
+    row = tl.program_id(2).to(tl.int64) * C + channel
+    row_start, t0, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, 0)
+    a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
-    filters = _load_filters(up_ptr, down_ptr, True)
+    filters = _load_filters(up_ptr, down_ptr, 2.0, 1.0, True)
     grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - t0), T, filters[1])
     border = (border[0], border[1], grad_z_first, grad_z_last)
 
@@ -490,43 +662,104 @@ def _anti_alias_activation_backward_kernel(
         if ALPHA_LOGSCALE:
             grad_a = grad_a * a
             grad_b = grad_b * b
+        partial = row * n_tiles + tile
         if HAS_BETA:
-            tl.store(partial_alpha_ptr + pid, grad_a)
-            tl.store(partial_beta_ptr + pid, grad_b)
+            tl.store(partial_alpha_ptr + partial, grad_a)
+            tl.store(partial_beta_ptr + partial, grad_b)
         else:
             # Snake: b = a, so alpha receives both terms.
-            tl.store(partial_alpha_ptr + pid, grad_a + grad_b)
+            tl.store(partial_alpha_ptr + partial, grad_a + grad_b)
 
 
 # --- host launchers ---------------------------------------------------------------------------
 
 
+def _forward_halo(block_t: int, use_gather: bool) -> int:
+    """Lanes at each end of a forward tile that compute z for a neighbouring tile's outputs, not
+    outputs of their own. Tiles overlap by twice this instead of recomputing the z of their edge
+    outputs' neighbours: 16 of 1024 lanes (1.6%) against the former edge block's 8 neighbour sines
+    per edge output, which every thread carried (its [8, 8] block has fewer elements than a tile
+    has threads). At least 6, the downsample's reach (3) plus the upsample's (3): then every x an
+    output depends on was loaded at a lane of the tile, which the range check of the sine's
+    arguments relies on (see ``_anti_alias_activation_forward_kernel``). 8 keeps each tile's first
+    output (a multiple of BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision, so
+    stores stay vectors. The recompute path needs no neighbours from other lanes: no halo."""
+    if not use_gather:
+        return 0
+    return 8 if block_t >= 64 else 6
+
+
+def _tiles_per_row(T: int, block_t: int, halo: int) -> int:
+    """A row that fits one tile takes one (its clamped ends need no halo); longer rows take tiles of
+    block_t - 2 * halo outputs."""
+    return 1 if T <= block_t else -(-T // (block_t - 2 * halo))
+
+
 def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None,
-            samples_per_thread: int) -> tuple[int, int, int, bool]:
-    """(tiles per row, block_t, num_warps, use_gather) of a launch over x of ``shape``, defaults filled in."""
+            samples_per_thread: int, forward: bool = False) -> tuple[int, int, int, bool, int]:
+    """(tiles per row, block_t, num_warps, use_gather, halo) of a launch over x of ``shape``,
+    defaults filled in; the backward's tiles have no halo."""
     B, C, T = shape
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
-    n_tiles = triton.cdiv(T, block_t)
+    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread, forward)
+    halo = _forward_halo(block_t, use_gather) if forward else 0
+    n_tiles = _tiles_per_row(T, block_t, halo)
     if B * C * n_tiles >= 2**31:
         raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-    return n_tiles, block_t, num_warps, use_gather
+    return n_tiles, block_t, num_warps, use_gather, halo
 
 
-# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, BLOCK_T =
-# 1024: 57.8 FP32-pipe operations and 108 instructions per output at 96 registers, against 68.3 and
-# 152 at 4 samples and 62 registers: each thread's fixed work, the tile setup, the edge block and
-# the range check, is shared by twice the outputs). Backward: 4 (8 would take 206 registers).
+# Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, fp32,
+# BLOCK_T = 1024, 8 tiles per program: 40.8 FP32-pipe operations and 58 instructions per output at
+# 168 registers, against 41.9 and 71 at 4 samples (8 warps) and 80 registers: each thread's work
+# per tile beyond the arithmetic, the gathers' indexing and the tile's bookkeeping, is shared by
+# twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
+# Consecutive tiles of a row one forward program runs: as many as leave at least
+# _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 168
+# registers allow), at most _MAX_TILES_PER_PROGRAM. Each program's setup is ~250 instructions per
+# thread (benchmarks/triton_sass.py, sm_90), 32 per output at one tile, 2 at 16. At 2048 mel frames
+# the 22 kHz model's activations get 6-12 tiles per program on an H200, at 256 frames 1.
+_MAX_TILES_PER_PROGRAM = 16
+_PROGRAMS_PER_SM = 8
+# Without a GPU (the interpreter) 4, so the tests run programs of several tiles.
+_CPU_TILES_PER_PROGRAM = 4
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessor_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return min(n_tiles, _CPU_TILES_PER_PROGRAM)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    enough = B * C * n_tiles // (_multiprocessor_count(index) * _PROGRAMS_PER_SM)
+    return max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, enough))
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
+def _default_block_t(T: int, use_gather: bool, forward: bool) -> int:
+    """The tile length for rows of T samples: the row rounded up to a power of two, at most
+    _MAX_BLOCK_T (_MAX_BLOCK_T_RECOMPUTE). Rows longer than a forward tile on the gather path take
+    the tile length of 1024 or 512 that computes fewer lanes over the row (the tiles overlap, so
+    T = 4096 takes 5 tiles of 1024 but 9 of 512: 4608 lanes instead of 5120), the longer one on a tie."""
+    largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
+    block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+    if forward and use_gather and T > block_t:
+        half = block_t // 2
+        lanes = _tiles_per_row(T, block_t, _forward_halo(block_t, True)) * block_t
+        if _tiles_per_row(T, half, _forward_halo(half, True)) * half < lanes:
+            block_t = half
+    return block_t
+
+
 def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool,
-                   samples_per_thread: int) -> tuple[int, int]:
+                   samples_per_thread: int, forward: bool = False) -> tuple[int, int]:
     """Tile length and warps: ``samples_per_thread`` on the gather path, 8 neighbour blocks on the other."""
     if block_t is None:
-        largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
-        block_t = min(largest, max(_MIN_BLOCK_T, triton.next_power_of_2(T)))
+        block_t = _default_block_t(T, use_gather, forward)
     if block_t < _MIN_BLOCK_T or block_t & (block_t - 1):
         raise ValueError(f"block_t must be a power of two >= {_MIN_BLOCK_T}, got {block_t}")
     if num_warps is None:
@@ -613,15 +846,21 @@ def anti_alias_activation_forward(
         _check_out_dtype(out.dtype)
     if x.numel() == 0:
         return out
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                      _FORWARD_SAMPLES_PER_THREAD)
-    _anti_alias_activation_forward_kernel[(B * C * n_tiles,)](
-        x, out, alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
-        T, C, n_tiles,
-        HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
-        BLOCK_T=block_t, USE_GATHER=use_gather,
-        num_warps=num_warps,
-    )
+    n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                            _FORWARD_SAMPLES_PER_THREAD, forward=True)
+    if C > _MAX_GRID_YZ:
+        raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
+    # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
+    for b0 in range(0, B, _MAX_GRID_YZ):
+        b1 = min(B, b0 + _MAX_GRID_YZ)
+        tiles_per_program = _tiles_per_program(b1 - b0, C, n_tiles, x.device)
+        _anti_alias_activation_forward_kernel[(triton.cdiv(n_tiles, tiles_per_program), C, b1 - b0)](
+            x[b0:b1], out[b0:b1], alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
+            T, C, n_tiles, tiles_per_program,
+            HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
+            BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
+            num_warps=num_warps,
+        )
     return out
 
 
@@ -662,20 +901,26 @@ def anti_alias_activation_backward(
         out = torch.empty_like(x)
     else:
         _check_out(out, x, x.dtype)
-    n_tiles, block_t, num_warps, use_gather = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                      _BACKWARD_SAMPLES_PER_THREAD)
+    n_tiles, block_t, num_warps, use_gather, _ = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                         _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
     if x.numel() > 0:
-        _anti_alias_activation_backward_kernel[(B * C * n_tiles,)](
-            grad_y, x, out, partial_alpha, partial_beta,
-            alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
-            T, C, n_tiles,
-            HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
-            BLOCK_T=block_t, USE_GATHER=use_gather,
-            num_warps=num_warps,
-        )
+        if C > _MAX_GRID_YZ:
+            raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
+        for b0 in range(0, B, _MAX_GRID_YZ):
+            b1 = min(B, b0 + _MAX_GRID_YZ)
+            _anti_alias_activation_backward_kernel[(n_tiles, C, b1 - b0)](
+                grad_y[b0:b1], x[b0:b1], out[b0:b1],
+                partial_alpha[b0:b1] if partial_alpha.dim() == 3 else partial_alpha,
+                partial_beta[b0:b1] if partial_beta.dim() == 3 else partial_beta,
+                alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
+                T, C, n_tiles,
+                HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
+                BLOCK_T=block_t, USE_GATHER=use_gather,
+                num_warps=num_warps,
+            )
     elif param_grads:
         partial_alpha.zero_()
         partial_beta.zero_()
@@ -759,6 +1004,7 @@ class _PreparedForward:
         self.alpha_logscale = alpha_logscale
         self.device = device
         self.device_index = device.index if device.index is not None else torch.cuda.current_device()
+        self.programs_wanted = _multiprocessor_count(self.device_index) * _PROGRAMS_PER_SM
         self.param_dtype = param_dtype
         self.block_t = block_t
         self.num_warps = num_warps
@@ -770,7 +1016,8 @@ class _PreparedForward:
         _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather, _FORWARD_SAMPLES_PER_THREAD)
         # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
         # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
-        # n_tiles = 3 leave only the intended facts; a one-element offset makes a pointer unaligned.
+        # n_tiles = 3 leave only the intended facts (tiles_per_program is never specialised); a
+        # one-element offset makes a pointer unaligned.
         with torch.cuda.device(self.device_index):
             data = torch.empty(65, dtype=self.dtype, device=self.device)
             written = torch.empty(65, dtype=self.out_dtype, device=self.device)
@@ -778,9 +1025,10 @@ class _PreparedForward:
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
             x, out = (data[:64], written[:64]) if aligned else (data[1:65], written[1:65])
             compiled = _anti_alias_activation_forward_kernel.warmup(
-                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3,
+                x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
                 HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
-                USE_GATHER=self.use_gather, num_warps=num_warps, grid=(1,))
+                USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
+                num_warps=num_warps, grid=(1,))
         self._compiled[block_t, aligned] = compiled
         return compiled
 
@@ -796,22 +1044,24 @@ class _PreparedForward:
             raise RuntimeError(f"the launcher was prepared for cuda:{self.device_index}, but the current "
                                f"device is cuda:{torch.cuda.current_device()}")
         B, C, T = x.shape
-        if x.numel() == 0 or T >= 2**31:
-            # Nothing to launch, or 64-bit lengths the stand-ins do not specialise for.
+        if x.numel() == 0 or T >= 2**31 or B > _MAX_GRID_YZ or C > _MAX_GRID_YZ:
+            # Nothing to launch, 64-bit lengths the stand-ins do not specialise for, or a grid
+            # the ordinary launcher splits (or refuses).
             return anti_alias_activation_forward(x, alpha, beta, up, down, self.alpha_logscale, out=out,
                                                  block_t=self.block_t, num_warps=self.num_warps,
                                                  use_gather=self.use_gather)
         block_t = self.block_t
         if block_t is None:
-            largest = _MAX_BLOCK_T if self.use_gather else _MAX_BLOCK_T_RECOMPUTE
-            block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
+            block_t = _default_block_t(T, self.use_gather, True)
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
         compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
-        n_tiles = -(-T // block_t)
+        halo = _forward_halo(block_t, self.use_gather)
+        n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-        compiled[(B * C * n_tiles, 1, 1)](
-            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather,
+        tiles_per_program = max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, B * C * n_tiles // self.programs_wanted))
+        compiled[(-(-n_tiles // tiles_per_program), C, B)](
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program,
+            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
             stream=self._current_stream(self.device_index))
         return out

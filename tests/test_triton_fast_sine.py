@@ -30,7 +30,7 @@ def _sines_kernel(v_ptr, sin_sq_ptr, sin2_ptr, N: tl.constexpr):
     # The two halves go in as the even and odd phase, as the kernels pass them.
     v_even = tl.load(v_ptr + (lanes % half))
     v_odd = tl.load(v_ptr + half + (lanes % half))
-    s_even, s_odd, c_even, c_odd = kernel._sines(v_even, v_odd, True)
+    s_even, s_odd, c_even, c_odd = kernel._sines(v_even, v_odd, True, True)
     first = lanes < half
     s = tl.where(first, s_even, s_odd)
     c = tl.where(first, c_even, c_odd)
@@ -94,7 +94,8 @@ def test_nonfinite_arguments_give_nan():
     assert (sin_sq[finite] - math.sin(1.0) ** 2).abs().max() <= SIN_SQ_BOUND
 
 
-def test_large_activation_arguments_through_the_kernel():
+@pytest.mark.parametrize("block_t,use_gather", [(None, True), (16, True), (16, False)])
+def test_large_activation_arguments_through_the_kernel(block_t, use_gather):
     """a*u up to ~1.5e4 (fast path) and ~1.5e6 (precise path) through the whole forward: there a
     float32 u is off by ~1e-6 relative, which moves sin(a u) by up to ~1e-1, so no float32
     evaluation meets 2e-5; the definition asks the fast path to be no worse than one. The float32 evaluation
@@ -109,7 +110,8 @@ def test_large_activation_arguments_through_the_kernel():
     f = default_filter("cpu", torch.float32).reshape(-1).contiguous()
     out = torch.full_like(x, float("nan")).to(DEVICE)
     y = kernel.anti_alias_activation_forward(x.to(DEVICE), alpha.to(DEVICE), beta.to(DEVICE), f.to(DEVICE),
-                                             f.to(DEVICE), False, out=out).double().cpu()
+                                             f.to(DEVICE), False, out=out, block_t=block_t,
+                                             use_gather=use_gather).double().cpu()
     exact = definition(x, alpha, beta, False)
     float32_eval = anti_alias_activation_ref(x, alpha, beta, alpha_logscale=False, upsample_filter=f,
                                              downsample_filter=f).double()
@@ -118,3 +120,32 @@ def test_large_activation_arguments_through_the_kernel():
         err_float32 = (float32_eval[:, channel] - exact[:, channel]).abs().max()
         assert err_float32 > 1e-4, "the case no longer stresses the sine: raise alpha"
         assert err_kernel <= 3 * err_float32, f"channel {channel}: {err_kernel:.3g} vs float32's {err_float32:.3g}"
+
+
+@pytest.mark.parametrize("block_t", [None, 16])
+def test_huge_arguments_through_the_gather_path_take_the_precise_sine(block_t):
+    """The gather path runs a program's tiles with the fast sine only and redoes them with the
+    precise sine where its bound on |a*u| reaches 65536; the recompute path checks every tile
+    before its sines. Both form a*u identically, so they agree to the downsample's summation order.
+    Arguments past 2^22 pi, where the fast sine's reduction is meaningless (on the CPU its core is a
+    precise sine, so smaller ones would not show a missed second pass): one channel huge throughout,
+    one only in the second half of its row (with block_t=16, programs of 4 tiles: the first
+    programs fast, the later ones redone)."""
+    from bigvgan_fast.anti_alias.reference import default_filter
+
+    gen = torch.Generator().manual_seed(24)
+    x = torch.clamp(3 * torch.randn(1, 2, 64, generator=gen), -10, 10)
+    x[0, 1, 32:] *= 1000
+    alpha = torch.tensor([1e7, 4000.0])
+    beta = torch.tensor([1.0, 0.7])
+    f = default_filter("cpu", torch.float32).reshape(-1).contiguous().to(DEVICE)
+    outs = []
+    for use_gather in (True, False):
+        out = torch.full_like(x, float("nan")).to(DEVICE)
+        outs.append(kernel.anti_alias_activation_forward(
+            x.to(DEVICE), alpha.to(DEVICE), beta.to(DEVICE), f, f, False, out=out, block_t=block_t,
+            use_gather=use_gather).double().cpu())
+    gathered, recomputed = outs
+    assert torch.isfinite(recomputed).all()
+    err = ((gathered - recomputed).abs() / (1 + recomputed.abs())).max()
+    assert err <= 1e-5, f"gather and recompute paths differ by {err:.3g} (relative)"

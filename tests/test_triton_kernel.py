@@ -225,8 +225,9 @@ def test_backward_parameter_grads_are_deterministic():
 
 # --- non-finite input ---------------------------------------------------------------------------
 
-# T = 70 in 16-sample tiles: tiles 1-3 are interior (unclamped), tiles 0 and 4 clamp. One
-# non-finite sample per channel, at the row's ends, on and beside tile edges, inside tiles.
+# T = 70 in 16-sample tiles: the forward's tiles store 4 outputs each and overlap by 12 lanes
+# (tiles 3-14 interior, 0-2 and 15-17 clamp), the backward's store 16 (1-3 interior, 0 and 4 clamp).
+# One non-finite sample per channel, at the row's ends, on and beside tile edges, inside tiles.
 NONFINITE_T = 70
 NONFINITE_POSITIONS = [0, 1, 5, 15, 16, 17, 31, 32, 40, 47, 48, 63, 64, 69]
 NONFINITE_VALUES = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
@@ -283,6 +284,47 @@ def test_backward_nonfinite_reaches_what_autograd_reaches(value, block_t, use_ga
     # Every channel holds a non-finite sample, so every parameter gradient is NaN, as in autograd.
     assert grad_alpha.isnan().all() and ref_alpha.isnan().all()
     assert grad_beta.isnan().all() and ref_beta.isnan().all()
+
+
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+def test_forward_zero_tiny_and_negative_alpha(snake_beta):
+    """The forward carries a * z (its taps scaled by a, 1 / a); for |a| < 2^-64 it carries z and
+    drops the sine term instead. Linear-scale alpha of 0, 1e-30, 2^-64 itself and negative values."""
+    gen = torch.Generator().manual_seed(23)
+    x = random_input((1, 5, 40), torch.float32, gen)
+    alpha = torch.tensor([0.0, 1e-30, 2.0**-64, -0.7, 1.3]).to(DEVICE)
+    beta = torch.tensor([1.0, 0.5, 2.0, 0.8, 1.1]).to(DEVICE) if snake_beta else None
+    for block_t in (16, None):
+        y = forward(x, alpha, beta, False, block_t=block_t)
+        assert_matches_definition(y, x, alpha, beta, False)
+
+
+def test_batches_beyond_the_grid_limit(monkeypatch):
+    """The grids are (tiles, channels, batches); batches past CUDA's axis limit go in several
+    launches over contiguous views, channels past it are refused. The limit lowered to 2 here:
+    forward and backward equal bitwise to one launch, and to the definition / autograd."""
+    from bigvgan_fast.kernels import anti_alias_activation as kernel_module
+
+    gen = torch.Generator().manual_seed(22)
+    x = random_input((5, 2, 40), torch.float32, gen)
+    alpha, beta = random_parameters(2, True, True, gen)
+    grad_y = torch.randn(x.shape, generator=gen).to(DEVICE)
+    whole = forward(x, alpha, beta, True, block_t=16)
+    whole_grads = backward(grad_y, x, alpha, beta, True, block_t=16)
+    monkeypatch.setattr(kernel_module, "_MAX_GRID_YZ", 2)
+    split = forward(x, alpha, beta, True, block_t=16)
+    assert torch.equal(split, whole), describe_mismatch(split, whole, 0)
+    assert_matches_definition(split, x, alpha, beta, True)
+    split_grads = backward(grad_y, x, alpha, beta, True, block_t=16)
+    for a, b in zip(split_grads, whole_grads):
+        assert torch.equal(a, b)
+    assert_grads_close(split_grads, reference_grads(grad_y, x, alpha, beta, True), alpha, beta)
+    x3 = random_input((1, 3, 40), torch.float32, gen)
+    alpha3, beta3 = random_parameters(3, True, True, gen)
+    with pytest.raises(ValueError, match="channels"):
+        forward(x3, alpha3, beta3, True)
+    with pytest.raises(ValueError, match="channels"):
+        backward(torch.randn(x3.shape, generator=gen).to(DEVICE), x3, alpha3, beta3, True)
 
 
 # --- lean inference launch -------------------------------------------------------------------
