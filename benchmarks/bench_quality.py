@@ -246,16 +246,17 @@ def unit_scale_weights(model: BigVGAN, seed: int = 0, residual_gain: float = 0.3
     return model
 
 
-def build_model(channels: int, seed: int, weight_scale: str) -> BigVGAN:
+def build_model(channels: int, seed: int, weight_scale: str, residual_gain: float = 0.3) -> BigVGAN:
     """The 22 kHz v2 structure with ``channels`` initial channels, random weights, float64.
 
-    ``weight_scale``: ``official`` keeps the official init, ``scaled`` applies :func:`unit_scale_weights`.
+    ``weight_scale``: ``official`` keeps the official init, ``scaled`` applies :func:`unit_scale_weights`
+    (with ``residual_gain``: how much the AMP blocks shape the signal).
     """
     config = dataclasses.replace(load_config(BASE_CONFIG), upsample_initial_channel=channels)
     torch.manual_seed(seed)
     model = BigVGAN(config, use_weight_norm=False, backend="torch").eval().double()
     if weight_scale == "scaled":
-        unit_scale_weights(model, seed)
+        unit_scale_weights(model, seed, residual_gain)
     return model
 
 
@@ -268,6 +269,8 @@ def main() -> None:
     p.add_argument("--halves", choices=list(HALF), nargs="+", default=list(HALF))
     p.add_argument("--only-modes", action="store_true", help="only the float32 and rounding-floor rows, the casts and the library's modes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--residual-gain", type=float, default=0.3,
+                   help="scaled weights: the AMP blocks' convolutions' scale (larger: the blocks shape more)")
     p.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
 
@@ -278,7 +281,7 @@ def main() -> None:
     print("| weights | mel | dtype | candidate | rel-L2 | MR-STFT | s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for weights in args.weights:
-        model64 = build_model(args.channels, args.seed, weights)
+        model64 = build_model(args.channels, args.seed, weights, args.residual_gain)
         for mel_kind in args.mels:
             mel = (speech_like_mel if mel_kind == "speech" else random_mel)(model64.config, args.frames)
             with torch.inference_mode():
@@ -303,7 +306,7 @@ def main() -> None:
                     rows.append(_row(weights, mel_kind, dtype_name, name, y, ref, time.perf_counter() - start))
                 for half in args.halves:
                     for mode in ("cast", "mixed"):
-                        model = build_model(args.channels, args.seed, weights).to_half_precision(HALF[half], mode)
+                        model = build_model(args.channels, args.seed, weights, args.residual_gain).to_half_precision(HALF[half], mode)
                         start = time.perf_counter()
                         y = model(mel if mode == "mixed" else mel.to(HALF[half]))
                         rows.append(_row(weights, mel_kind, half, f"library: to_half_precision({half}, {mode!r})",
@@ -312,6 +315,7 @@ def main() -> None:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), device="cpu", torch=torch.__version__,
                     bigvgan_fast=bigvgan_fast.__version__, channels=args.channels, frames=args.frames,
+                    seed=args.seed, residual_gain=args.residual_gain,
                     config=BASE_CONFIG, weights="random")
         with open(args.out, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
