@@ -17,7 +17,6 @@ import re
 
 import pytest
 import torch
-from torch import nn
 
 from bigvgan_fast import BigVGAN, anti_alias_activation
 from bigvgan_fast.anti_alias import policy
