@@ -12,12 +12,12 @@ import platform
 import time
 
 import torch
-from torch import nn
 
 from .anti_alias import policy
 from .config import load_config
 from .generator import BigVGAN
 from .modules import Activation1d
+from .precision import HALF_DTYPES, to_dtype
 from .streaming import input_dtype
 from .timing import measure, synchronize
 
@@ -60,15 +60,13 @@ def bench_generator(
     h = load_config(config)
     torch.manual_seed(0)
     model = BigVGAN(h, backend=backend, use_weight_norm=False).eval().to(device)
-    if dtype in (torch.float16, torch.bfloat16):
-        model.to_half_precision(dtype, precision)
-    else:
-        model.to(dtype)
+    to_dtype(model, dtype, precision)
+    if dtype not in HALF_DTYPES:
         precision = "full"
     if conv_only:
         for module in model.modules():
             if isinstance(module, Activation1d):
-                module.forward = nn.Identity().forward
+                module.forward = _identity
     mel = torch.randn(batch, h.num_mels, frames, device=device, dtype=input_dtype(model))
     samples = batch * frames * h.upsample_factor
     audio_s = samples / batch / h.sampling_rate
@@ -110,6 +108,11 @@ def bench_generator(
             row["captures"] = runner.captures
         result[mode] = row
     return result
+
+
+def _identity(x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An activation's stand-in for ``conv_only``: its input, in the dtype the next layer reads."""
+    return x if out_dtype is None else x.to(out_dtype)
 
 
 def real_time(factor: float) -> str:

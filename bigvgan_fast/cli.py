@@ -15,6 +15,7 @@ import torch
 
 from .anti_alias.policy import CHOICES
 from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, DTYPES, available_configs, load_config
+from .precision import MODES as PRECISION_MODES
 
 # Progress lines start once a run has taken this long (short runs stay quiet), then come at most
 # every PROGRESS_EVERY_S.
@@ -168,19 +169,14 @@ class _VocodeProgress:
             _progress("")
 
 
-def _speed(audio_seconds: float, elapsed: float) -> str:
-    ratio = audio_seconds / max(elapsed, 1e-9)
-    if ratio >= 1:
-        return f"{ratio:,.1f} x faster than real time"
-    return f"{1 / ratio:,.1f} x slower than real time"
-
-
 def cmd_vocode(args) -> int:
-    from .checkpoint import load_generator_state_dict, newer_pt_note, resolve_checkpoint_files
     from .anti_alias.policy import choose
+    from .bench import real_time
+    from .checkpoint import load_generator_state_dict, newer_pt_note, resolve_checkpoint_files
     from .files import check_writable
     from .generator import BigVGAN
     from .mel import mel_spectrogram
+    from .precision import to_dtype
     from .wav import WavError, read_wav_channels, write_wav
 
     # Everything that can be checked before the model loads is checked first.
@@ -217,7 +213,7 @@ def cmd_vocode(args) -> int:
     if note:
         _progress("note: " + note)
     model = BigVGAN.from_state_dict(h, load_generator_state_dict(weights_path), source=str(weights_path), backend=args.backend)
-    model = _in_precision(model.to(device), dtype, args.precision)
+    model = to_dtype(model.to(device), dtype, args.precision)
     backend = choose(args.backend, device.type, dtype, False)
     if args.backend == "auto":
         backend += " (auto)"
@@ -238,20 +234,12 @@ def cmd_vocode(args) -> int:
     write_wav(args.output, audio, h.sampling_rate)
     print(
         f"wrote {args.output}: {audio_seconds:.2f} s at {h.sampling_rate} Hz in {elapsed:.2f} s, "
-        f"{_speed(audio_seconds, elapsed)} | weights {weights_path} | backend {backend} | {precision} on {device}"
+        f"{real_time(audio_seconds / max(elapsed, 1e-9))} | weights {weights_path} | backend {backend} | {precision} on {device}"
     )
     return 0
 
 
 # --- bench ---------------------------------------------------------------------------------------
-
-
-def _in_precision(model, dtype: torch.dtype, precision: str):
-    """The float32 ``model`` in ``dtype``: half precision by ``precision`` ("mixed" or "cast", see
-    bigvgan_fast.precision), or a plain cast for float32 / float64."""
-    if dtype in (torch.float16, torch.bfloat16):
-        return model.to_half_precision(dtype, precision)
-    return model.to(dtype)
 
 
 def _graph_switch(args) -> bool | None:
@@ -345,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_REPO_ID, help="model folder or Hugging Face repo id")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
+    p.add_argument("--precision", choices=PRECISION_MODES, default="mixed",
                    help="with a half --dtype: mixed (AMP-block convolutions in it; residual stream, upsampling and ends float32) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--chunk-frames", type=_count(1), default=1024, help="vocode long inputs in exact chunks of this many frames")
@@ -359,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_count(1), default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    p.add_argument("--precision", choices=["mixed", "cast"], default="mixed",
+    p.add_argument("--precision", choices=PRECISION_MODES, default="mixed",
                    help="with a half --dtype: mixed (AMP-block convolutions in it; residual stream, upsampling and ends float32) or a plain cast")
     p.add_argument("--backend", default="auto", choices=CHOICES)
     p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",

@@ -11,7 +11,7 @@ from torch import nn
 from .anti_alias import check_backend_name
 from .checkpoint import check_state_dict, load_generator_state_dict, resolve_checkpoint_files
 from .config import DEFAULT_REPO_ID, load_config
-from .precision import HALF_DTYPES, check_precision_mode, mixed_forward, to_half_precision
+from .precision import check_precision_mode, mixed_forward, to_dtype, to_half_precision
 from .modules import (
     Activation1d,
     AMPBlock1,
@@ -207,9 +207,7 @@ class BigVGAN(nn.Module):
         state_dict = load_generator_state_dict(weights_path)
         model = cls.from_state_dict(config, state_dict, source=str(weights_path), backend=backend)
         model.cuda_graphs = cuda_graphs
-        if dtype in HALF_DTYPES:
-            return model.to(device=device).to_half_precision(dtype, precision)
-        return model.to(device=device, dtype=dtype)
+        return to_dtype(model.to(device=device), dtype, precision)
 
     @classmethod
     def from_state_dict(cls, config, state_dict: dict, *, source: str = "<state_dict>", backend: str = "auto") -> "BigVGAN":

@@ -115,6 +115,14 @@ def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "m
     return model
 
 
+def to_dtype(model, dtype: torch.dtype, mode: str = "mixed"):
+    """The float32 ``model`` in ``dtype``: :func:`to_half_precision` by ``mode`` for float16 /
+    bfloat16, a plain cast (``model.to(dtype)``) for float32 / float64."""
+    if dtype in HALF_DTYPES:
+        return to_half_precision(model, dtype, mode)
+    return model.to(dtype)
+
+
 def precision_version(model) -> int:
     """How many times ``model``'s precision changed (0: never): part of a CUDA graph's signature."""
     return getattr(model, VERSION_ATTRIBUTE, 0)

@@ -45,6 +45,17 @@ def test_bench_half_precision_modes(tmp_path):
         assert json.loads((tmp_path / f"{precision}.json").read_text())["precision"] == precision
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bench_convolutions_only(dtype):
+    # benchmarks/bench_tts.py's baseline: every activation replaced by its input, in the dtype the
+    # next convolution reads (the AMP blocks ask for it).
+    from bigvgan_fast.bench import bench_generator
+
+    result = bench_generator("bigvgan_v2_22khz_80band_256x", frames=2, device=torch.device("cpu"), dtype=dtype,
+                             repeats=1, warmup=0, conv_only=True)
+    assert result["backend"] == "none (conv_only)" and result["eager"]["median_ms"] > 0
+
+
 def test_doctor_names_auto_backend_and_reasons():
     out = run("doctor", env={"TRITON_INTERPRET": "0"}).stdout
     assert "torch" in out and "<- auto" in out
