@@ -165,7 +165,7 @@ def test_vocode_says_what_ran(capsys, model_dir, tmp_path):
     assert code == 0
     assert f"weights {model_dir / 'bigvgan_generator.pt'}" in out
     assert "backend torch (auto)" in out and "float32 on cpu" in out  # what backends() marks auto on a CPU
-    assert __import__("re").search(r"in \d+\.\d\d s, \d[\d,]*\.\d x (faster|slower) than real time", out), out
+    assert __import__("re").search(r"in \d+\.\d\d s, \d[\d,]*\.\dx (faster|slower) than real time", out), out
     assert "0.06 s at 22050 Hz" in out  # 5 frames x 256 / 22050
 
 
