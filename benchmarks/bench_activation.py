@@ -41,9 +41,9 @@ from bigvgan_fast.timing import kernel_ms
 # FP32-pipe operations (FFMA, FMUL, FADD, FMNMX, ...) per output sample of each kernel's common path
 # for sm_90, counted in its compiled SASS without a GPU (benchmarks/cuda_sass.py, 2026-11-29;
 # benchmarks/triton_sass.py, 2026-11-30; RESULTS.md): Triton's with 8 tiles per program (its
-# launcher picks 6-12 at 2048 frames on an H200; at 256 frames 1 tile per program, 49.3). The
+# launcher picks 6-12 at 2048 frames on an H200; at 256 frames 1 tile per program, 49.4). The
 # special-function unit's sines run beside them.
-FP32_OPS_PER_OUTPUT = {"cuda": 39.9, "triton": 40.83}
+FP32_OPS_PER_OUTPUT = {"cuda": 39.9, "triton": 40.84}
 FP32_LANES_PER_SM = 128  # Hopper, Ada, Ampere GA10x: 128 FP32 lanes per SM per clock
 
 

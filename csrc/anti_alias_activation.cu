@@ -96,6 +96,7 @@ struct ChannelConstants {
   float down[kTaps];
   float scaled_inv_b;
   float up_abs_sum;  // max over the two phases of sum |up[k]|: |v| <= up_abs_sum * max |x|
+  float sine_limit;  // |v| from which the precise sine is taken: kFastSineMax, or 0 for small b
 };
 
 template <typename To, typename From>
@@ -192,6 +193,11 @@ constexpr float kPiA = 3.140625f;
 constexpr float kPiB = 0.0009676535846665502f;  // float32(pi - kPiA)
 // |v| < 2^16 keeps |k| <= 20861: the dropped third constant then costs at most 1.1e-7.
 constexpr float kFastSineMax = 65536.0f;
+// The fast sine's error reaches y multiplied by 1 / b: a channel with 1 / (b + eps) beyond this takes
+// the precise sine for every argument, so that the sine's share of an output's error stays <= 1.25 *
+// 1.33 * 1.1e-6 = 1.8e-6 (the definition's half-precision allowance near zero is 4e-6). Per block
+// (one channel), so a uniform branch; the same rule as the Triton kernels' MAX_FAST_INV_B.
+constexpr float kMaxFastInvB = 1.25f;
 
 // sin(v)^2 on the fast path. Non-finite v give NaN here too (inf * kInvPi - inf), as the precise
 // sine does.
@@ -210,9 +216,10 @@ __device__ __forceinline__ float snake_scaled(float v, float scaled_inv_b) {
   return fmaf(scaled_inv_b, fast_sine_squared(v), v);
 }
 
-// |v| >= kFastSineMax: the precise sine, as a float32 evaluation of the definition would use. Out of
-// line and behind one test per thread chunk (see upsample_activate): never reached by real audio,
-// and an inlined sinf per site would cost ~40 instructions and a Payne-Hanek reduction each.
+// |v| >= kFastSineMax, or any v in a channel of small b (ChannelConstants::sine_limit): the precise
+// sine, as a float32 evaluation of the definition would use. Out of line and behind one test per
+// thread chunk (see upsample_activate): an inlined sinf per site would cost ~40 instructions and a
+// Payne-Hanek reduction each.
 __device__ __noinline__ float precise_snake_scaled(float v, float scaled_inv_b) {
   const float s = sinf(v);
   return fmaf(scaled_inv_b, s * s, v);
@@ -280,10 +287,10 @@ __device__ __forceinline__ void stage_input(const T* __restrict__ x_row, int64_t
 }
 
 // Recomputes, with the precise sine, the z of m = m_begin .. m_begin + count - 1 whose |v| reaches
-// kFastSineMax. A rolled loop reading x from shared memory: it only runs where the chunk's bound
-// says some |v| may be that large.
-__device__ __noinline__ void redo_large_arguments(const float* __restrict__ up, float scaled_inv_b, int m_begin,
-                                                  int count, const float* __restrict__ xs,
+// `limit` (kFastSineMax, or 0: every m of a small-b channel). A rolled loop reading x from shared
+// memory: it only runs where the chunk's bound says some |v| may be that large, or for small b.
+__device__ __noinline__ void redo_large_arguments(const float* __restrict__ up, float scaled_inv_b, float limit,
+                                                  int m_begin, int count, const float* __restrict__ xs,
                                                   float* __restrict__ z_even, float* __restrict__ z_odd) {
   float taps[kTaps];
   for (int k = 0; k < kTaps; ++k) taps[k] = up[k];
@@ -295,8 +302,8 @@ __device__ __noinline__ void redo_large_arguments(const float* __restrict__ up, 
       u_even = fmaf(taps[11 - 2 * i], xs[m + 2 + i], u_even);
       u_odd = fmaf(taps[10 - 2 * i], xs[m + 3 + i], u_odd);
     }
-    if (!(fabsf(u_even) < kFastSineMax)) z_even[m] = precise_snake_scaled(u_even, scaled_inv_b);
-    if (!(fabsf(u_odd) < kFastSineMax)) z_odd[m] = precise_snake_scaled(u_odd, scaled_inv_b);
+    if (!(fabsf(u_even) < limit)) z_even[m] = precise_snake_scaled(u_even, scaled_inv_b);
+    if (!(fabsf(u_odd) < limit)) z_odd[m] = precise_snake_scaled(u_odd, scaled_inv_b);
   }
 }
 
@@ -334,8 +341,9 @@ __device__ __forceinline__ void upsample_activate(const ChannelConstants& consta
       z_even[m_begin + j] = snake_scaled(u_even, scaled_inv_b);
       z_odd[m_begin + j] = snake_scaled(u_odd, scaled_inv_b);
     }
-    if (x_max * constants.up_abs_sum >= kFastSineMax) {
-      redo_large_arguments(constants.up, scaled_inv_b, m_begin, kOutputsPerThread, xs, z_even, z_odd);
+    if (x_max * constants.up_abs_sum >= constants.sine_limit) {
+      redo_large_arguments(constants.up, scaled_inv_b, constants.sine_limit, m_begin, kOutputsPerThread, xs, z_even,
+                           z_odd);
     }
   }
   // The 6 m values past the per-thread chunks (kTile .. kTile + 5).
@@ -349,8 +357,8 @@ __device__ __forceinline__ void upsample_activate(const ChannelConstants& consta
       upsample_pair(up, window, u_even, u_odd);
       z_even[m] = snake_scaled(u_even, scaled_inv_b);
       z_odd[m] = snake_scaled(u_odd, scaled_inv_b);
-      if (!(fmaxf(fabsf(u_even), fabsf(u_odd)) < kFastSineMax)) {
-        redo_large_arguments(constants.up, scaled_inv_b, m, 1, xs, z_even, z_odd);
+      if (!(fmaxf(fabsf(u_even), fabsf(u_odd)) < constants.sine_limit)) {
+        redo_large_arguments(constants.up, scaled_inv_b, constants.sine_limit, m, 1, xs, z_even, z_odd);
       }
     }
   }
@@ -461,7 +469,9 @@ __device__ __forceinline__ void write_channel_constants(const KernelParams& p, i
   } else if (tid < 2 * kTaps) {
     out.down[tid - kTaps] = __ldg(p.downsample_filter + tid - kTaps) / sigma;
   } else if (tid == 2 * kTaps) {
-    out.scaled_inv_b = scale_by_a ? a * (1.0f / (b + kSnakeEps)) : 0.0f;
+    const float inv_b = 1.0f / (b + kSnakeEps);
+    out.scaled_inv_b = scale_by_a ? a * inv_b : 0.0f;
+    out.sine_limit = fabsf(inv_b) > kMaxFastInvB ? 0.0f : kFastSineMax;  // NaN inv_b: the fast path, NaN anyway
   } else {
     float even = 0.0f;
     float odd = 0.0f;

@@ -115,6 +115,11 @@ PI_A = tl.constexpr(3.140625)  # pi to 8 significant bits: k * PI_A is exact for
 PI_B = tl.constexpr(0.0009676535846665502)  # float32(pi - PI_A)
 MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: fma(v, INV_PI, MAGIC) - MAGIC = rint(v / pi)
 FAST_MAX = tl.constexpr(65536.0)  # |v| at or beyond this takes the precise sine
+# The fast sine's error reaches y multiplied by 1 / b (docs/fast_sine.md): a channel with
+# 1 / (b + eps) beyond this takes the precise sine for every argument, so that the sine's share of an
+# output's error stays <= 1.25 * 1.33 * 1.1e-6 = 1.8e-6 (the definition's half-precision allowance
+# near zero is 4e-6). A uniform branch per program (one channel each).
+MAX_FAST_INV_B = tl.constexpr(1.25)
 # The forward's bound max|x| * gain on |v| (float32, each side off by at most ~7 roundings of 2^-24)
 # sends a program to the precise sine from here: a bound below it keeps every computed |v| < FAST_MAX.
 FAST_BOUND_MAX = tl.constexpr(65536.0 * (1 - 2**-10))
@@ -209,12 +214,13 @@ def _core(r, COSINE: tl.constexpr):
 
 
 @triton.jit
-def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr):
+def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr, limit):
     """(sin v_even, sin v_odd) up to sign, and with WITH_COS (cos v_even, cos v_odd) up to the same
     sign, by the shared fast sine: callers use only s*s = sin(v)^2 and 2*s*c = sin(2v). With
-    CHECK_RANGE, a program that holds any |v| >= FAST_MAX (a uniform branch, never taken at model
-    scales) computes the precise sine of those arguments instead; without, the caller has made
-    sure that every |v| < FAST_MAX (see the forward's ``FAST_BOUND_MAX``)."""
+    CHECK_RANGE, a program that holds any |v| >= ``limit`` (FAST_MAX, or 0 for a channel of small b:
+    ``_sine_limit``; a uniform branch) computes the precise sine of those arguments instead;
+    without, the caller has made sure that every |v| < FAST_MAX (see the forward's
+    ``FAST_BOUND_MAX``) and that the channel's b allows the fast sine."""
     r_even = _reduce_mod_pi(v_even)
     r_odd = _reduce_mod_pi(v_odd)
     s_even = _core(r_even, False)
@@ -225,9 +231,9 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr):
     else:
         c_even = s_even
         c_odd = s_odd
-    if CHECK_RANGE and tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= FAST_MAX:
-        huge_even = tl.abs(v_even) >= FAST_MAX
-        huge_odd = tl.abs(v_odd) >= FAST_MAX
+    if CHECK_RANGE and tl.max(tl.maximum(tl.abs(v_even), tl.abs(v_odd))) >= limit:
+        huge_even = tl.abs(v_even) >= limit
+        huge_odd = tl.abs(v_odd) >= limit
         s_even = tl.where(huge_even, tl.sin(v_even), s_even)
         s_odd = tl.where(huge_odd, tl.sin(v_odd), s_odd)
         if WITH_COS:
@@ -237,10 +243,10 @@ def _sines(v_even, v_odd, WITH_COS: tl.constexpr, CHECK_RANGE: tl.constexpr):
 
 
 @triton.jit
-def _snake_pair(u_even, u_odd, act):
-    """z = u + inv_b * sin(a u)^2 of both phases."""
-    s_even, s_odd, _, _ = _sines(act[0] * u_even, act[0] * u_odd, False, True)
-    return u_even + act[1] * (s_even * s_even), u_odd + act[1] * (s_odd * s_odd)
+def _sine_limit(inv_b):
+    """The |v| from which ``_sines`` takes the precise sine: FAST_MAX, or 0 (every argument) for a
+    channel whose 1 / (b + eps) exceeds MAX_FAST_INV_B. NaN inv_b keeps FAST_MAX (NaN either way)."""
+    return tl.where(tl.abs(inv_b) > MAX_FAST_INV_B, 0.0, FAST_MAX)
 
 
 @triton.jit
@@ -350,10 +356,10 @@ def _load_filters(up_ptr, down_ptr, up_scale, down_scale, COLUMNS_OF_UP: tl.cons
 
 
 @triton.jit
-def _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE: tl.constexpr):
+def _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE: tl.constexpr, limit):
     """sigma * z = v + sigma * inv_b * sin(v)^2 of both phases, for v = sigma * u (the forward's
-    scaled upsample; see ``_forward_scales``); CHECK_RANGE as in ``_sines``."""
-    s_even, s_odd, _, _ = _sines(v_even, v_odd, False, CHECK_RANGE)
+    scaled upsample; see ``_forward_scales``); CHECK_RANGE and limit as in ``_sines``."""
+    s_even, s_odd, _, _ = _sines(v_even, v_odd, False, CHECK_RANGE, limit)
     return v_even + sine_scale * (s_even * s_even), v_odd + sine_scale * (s_odd * s_odd)
 
 
@@ -379,10 +385,10 @@ def _upsample_gain(up):
 
 
 @triton.jit
-def _output_recomputed(x_tile, pos, border, sine_scale, filters, CLAMP: tl.constexpr):
+def _output_recomputed(x_tile, pos, border, sine_scale, filters, limit, CLAMP: tl.constexpr):
     """y at positions ``pos``, recomputing z of all seven neighbours from x (nothing shared across lanes)."""
     v_even, v_odd, _ = _upsample_pair(x_tile, _neighbours(pos), border, filters[0], CLAMP)
-    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, True)
+    z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, True, limit)
     return _sum_over_neighbours(z_even, z_odd, filters[2])
 
 
@@ -462,7 +468,7 @@ def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constex
 
 
 @triton.jit
-def _forward_tile(x_tile, lanes, border, sine_scale, filters,
+def _forward_tile(x_tile, lanes, border, sine_scale, filters, limit,
                   BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr, CHECK_RANGE: tl.constexpr):
     """(y of the tile's lanes (with USE_GATHER, of the lanes at least 3 from either end), |x| of the
     lanes), from the scaled filters and sine term of ``_forward_scales``. Without CHECK_RANGE every
@@ -470,17 +476,17 @@ def _forward_tile(x_tile, lanes, border, sine_scale, filters,
     recompute path (no USE_GATHER) checks its arguments itself and reports |x| as 0."""
     if USE_GATHER:
         v_even, v_odd, x = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
-        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE)
+        z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE, limit)
         y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
         x_abs = tl.abs(x)
     else:
-        y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, CLAMP)
+        y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, limit, CLAMP)
         x_abs = tl.zeros(lanes.shape, tl.float32)
     return y, x_abs
 
 
 @triton.jit
-def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
+def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters, limit,
                      BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
                      CHECK_RANGE: tl.constexpr):
     """Tiles first_tile .. last_tile-1 of the row; returns the largest |x| of each lane they read."""
@@ -490,10 +496,10 @@ def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_
         row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
         x_tile = x_ptr + row_start
         if interior:
-            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, False,
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, limit, BLOCK_T, USE_GATHER, False,
                                      CHECK_RANGE)
         else:
-            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, BLOCK_T, USE_GATHER, True,
+            y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, limit, BLOCK_T, USE_GATHER, True,
                                      CHECK_RANGE)
         largest = tl.maximum(largest, x_abs)
         # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
@@ -523,19 +529,22 @@ def _anti_alias_activation_forward_kernel(
     channel = tl.program_id(1)
     row = tl.program_id(2).to(tl.int64) * C + channel  # B*C may pass 2**31 (each axis is < 2**16)
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
-    up_scale, down_scale, sine_scale = _forward_scales(a, 1.0 / (b + SNAKE_EPS))
+    inv_b = 1.0 / (b + SNAKE_EPS)
+    up_scale, down_scale, sine_scale = _forward_scales(a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, up_scale, down_scale, False)
     first_tile = tl.program_id(0) * tiles_per_program
     last_tile = tl.minimum(first_tile + tiles_per_program, n_tiles)
     largest = _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
-                               BLOCK_T, USE_GATHER, HALO, False)
+                               FAST_MAX, BLOCK_T, USE_GATHER, HALO, False)
     # Every sine above took the fast path. Its arguments are bounded by |v| <= max|x| * gain (every
     # u of a stored output is made of x the tile loaded at its own lanes, as HALO >= 6); where the
     # bound reaches FAST_BOUND_MAX (never at model scales), the tiles are computed again, with the
-    # precise sine for the arguments at or beyond FAST_MAX. One check per program, not one per tile.
-    if tl.max(largest, axis=0) * _upsample_gain(filters[0]) >= FAST_BOUND_MAX:
+    # precise sine for the arguments at or beyond FAST_MAX; in a channel of small b (see
+    # MAX_FAST_INV_B), with the precise sine for every argument. One check per program, not one per
+    # tile; the fast pass stays the only code on the common path (a small-b channel pays both).
+    if (tl.max(largest, axis=0) * _upsample_gain(filters[0]) >= FAST_BOUND_MAX) | (tl.abs(inv_b) > MAX_FAST_INV_B):
         _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_scale, filters,
-                         BLOCK_T, USE_GATHER, HALO, True)
+                         _sine_limit(inv_b), BLOCK_T, USE_GATHER, HALO, True)
 
 
 # --- backward ---------------------------------------------------------------------------------
@@ -560,7 +569,7 @@ def _grad_u(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.constexpr):
     """dL/du of both phases at positions ``pos``, with u and the sine terms the parameter gradients use."""
     gz_even, gz_odd = _grad_z_pair(g_tile, pos, border, filters[1], CLAMP)
     u_even, u_odd, _ = _upsample_pair(x_tile, pos, border, filters[0], CLAMP)
-    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True, True)
+    s_even, s_odd, c_even, c_odd = _sines(act[0] * u_even, act[0] * u_odd, True, True, _sine_limit(act[1]))
     sin2_even = 2.0 * s_even * c_even
     sin2_odd = 2.0 * s_odd * c_odd
     slope = act[0] * act[1]

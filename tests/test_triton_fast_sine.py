@@ -30,7 +30,7 @@ def _sines_kernel(v_ptr, sin_sq_ptr, sin2_ptr, N: tl.constexpr):
     # The two halves go in as the even and odd phase, as the kernels pass them.
     v_even = tl.load(v_ptr + (lanes % half))
     v_odd = tl.load(v_ptr + half + (lanes % half))
-    s_even, s_odd, c_even, c_odd = kernel._sines(v_even, v_odd, True, True)
+    s_even, s_odd, c_even, c_odd = kernel._sines(v_even, v_odd, True, True, kernel.FAST_MAX)
     first = lanes < half
     s = tl.where(first, s_even, s_odd)
     c = tl.where(first, c_even, c_odd)
