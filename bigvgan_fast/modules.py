@@ -7,6 +7,7 @@ checkpoints load with ``strict=True``.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Sequence
 
@@ -223,6 +224,18 @@ class Activation1d(nn.Module):
             )
         return self.downsample(self.act(self.upsample(x)))
 
+    def _op_forward(self, x: torch.Tensor, out_dtype: torch.dtype | None) -> torch.Tensor:
+        return anti_alias_activation(
+            x,
+            self.act.alpha,
+            self.act.beta,
+            alpha_logscale=self.act.alpha_logscale,
+            backend=self.backend,
+            upsample_filter=self.upsample.filter,
+            downsample_filter=self.downsample.lowpass.filter,
+            out_dtype=out_dtype,
+        )
+
     def _unfused_writing(self, out_dtype: torch.dtype | None):
         """The unfused path with its output converted to ``out_dtype`` (None: as it comes; with
         parameters in another dtype than x's, the modules' type promotion decides)."""
@@ -242,7 +255,10 @@ class Activation1d(nn.Module):
             return unfused
         name = policy.choose(self.backend, x.device.type, x.dtype, False, out_dtype=out_dtype)
         if name == "torch":
-            return unfused
+            # What the autograd path runs, so that both give the same result: the modules on backend
+            # "torch", else the op (whose torch path computes in x's dtype; the modules would promote
+            # a half x to float32 parameters).
+            return unfused if self.backend == "torch" else functools.partial(self._op_forward, out_dtype=out_dtype)
         return fused_inference_call(
             name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter"),
             None if out_dtype == x.dtype else out_dtype,  # the fused ops write x's dtype by default
@@ -258,16 +274,7 @@ class Activation1d(nn.Module):
                 run = self._inference_runs[key] = self._inference_run(x, out_dtype)
             return run(x)
         if self.backend != "torch" and self.fusable:
-            return anti_alias_activation(
-                x,
-                self.act.alpha,
-                self.act.beta,
-                alpha_logscale=self.act.alpha_logscale,
-                backend=self.backend,
-                upsample_filter=self.upsample.filter,
-                downsample_filter=self.downsample.lowpass.filter,
-                out_dtype=out_dtype,
-            )
+            return self._op_forward(x, out_dtype)
         check_out_dtype(out_dtype)
         y = self._unfused_forward(x)
         return y if out_dtype is None else y.to(out_dtype)

@@ -36,10 +36,15 @@ def random_x(shape, seed=1):
     return torch.clamp(3 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), -10, 10)
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=pytest.mark.skipif(TRITON is not None, reason=str(TRITON)))])
-def test_lean_path_equals_the_autograd_path(backend):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "backend", ["torch", "auto", pytest.param("triton", marks=pytest.mark.skipif(TRITON is not None, reason=str(TRITON)))]
+)
+def test_lean_path_equals_the_autograd_path(backend, dtype):
+    # A half-precision x with float32 parameters too (the mixed mode's AMP layers): the two paths
+    # must not promote differently.
     module = activation(backend=backend)
-    x = random_x((2, 3, 41))
+    x = random_x((2, 3, 41)).to(dtype)
     with torch.enable_grad():
         expected = module(x)  # the op with its autograd formula (parameters require grad)
     assert expected.requires_grad
@@ -47,8 +52,10 @@ def test_lean_path_equals_the_autograd_path(backend):
         lean = module(x)
     with torch.no_grad():
         lean_no_grad = module(x)
+    assert lean.dtype == expected.dtype
     assert torch.equal(lean, expected.detach()) and torch.equal(lean_no_grad, lean)
-    assert_close_to_definition(lean, definition(x, module.act.alpha, module.act.beta))
+    if dtype == torch.float32 or backend == "triton":  # the torch backend computes in x's dtype
+        assert_close_to_definition(lean, definition(x, module.act.alpha, module.act.beta))
 
 
 def test_lean_path_reads_parameters_at_every_call():
