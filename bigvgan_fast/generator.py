@@ -11,7 +11,7 @@ from torch import nn
 from .anti_alias import check_backend_name
 from .checkpoint import check_state_dict, load_generator_state_dict, resolve_checkpoint_files
 from .config import DEFAULT_REPO_ID, load_config
-from .precision import check_precision_mode, mixed_forward, to_dtype, to_half_precision
+from .precision import check_precision_mode, mixed_forward, note_parameters_changed, to_dtype, to_half_precision
 from .modules import (
     Activation1d,
     AMPBlock1,
@@ -120,6 +120,13 @@ class BigVGAN(nn.Module):
     @property
     def has_weight_norm(self) -> bool:
         return any(hasattr(m, "weight_g") for m in self.modules())
+
+    def _apply(self, fn, recurse=True):
+        # Every move or cast of the whole model (to, half, cuda, float, ...) goes through here: a CUDA
+        # graph captured before it reads freed memory (bigvgan_fast.graphs).
+        super()._apply(fn, recurse)
+        note_parameters_changed(self)
+        return self
 
     def remove_weight_norm(self) -> "BigVGAN":
         """Fold weight norm into plain weights (for inference); a no-op when already folded."""

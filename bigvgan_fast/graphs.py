@@ -18,8 +18,10 @@ Rules, which follow from what a graph is (a recording of kernels and memory addr
   records what each capture cost. All graphs of a runner share one memory pool.
 - Parameters updated in place (``load_state_dict``, an optimizer step) are read by the next replay.
   Parameters moved or replaced (``model.to(...)``, ``half()``, ``load_state_dict(assign=True)``)
-  leave the graphs pointing at old memory: the runner notices a move of the first and last layers'
-  parameters and recaptures; after replacing parameters any other way call :meth:`GraphRunner.clear`.
+  leave the graphs pointing at old memory: the runner notices a move of the whole model (our
+  ``BigVGAN`` counts them; NVIDIA's model by its first and last layers' addresses) and recaptures;
+  after moving a part of the model or replacing parameters any other way call
+  :meth:`GraphRunner.clear`.
 - One runner serves one thread at a time: replays share their input and output buffers, so calls
   are serialised by a lock. Replays run on the caller's current stream.
 - At most ``max_graphs`` shapes are kept (least recently used dropped first).
@@ -27,8 +29,8 @@ Rules, which follow from what a graph is (a recording of kernels and memory addr
   on the host, which a graph cannot hold: the graph computes the check on the device
   (``precision.unchecked_forward``), each replay reads it, and a replay that overflowed is
   discarded and run eagerly through the guard (which moves the layer to bfloat16 and warns, or
-  raises); the graphs are then captured anew. A change of precision (``to_half_precision``, a layer
-  moved by the guard) counts as a move of the parameters.
+  raises); the graphs are then captured anew. A layer moved by the guard counts as a move of the
+  model.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import weakref
 import torch
 from torch import nn
 
-from .precision import precision_version, syncs_each_call, unchecked_forward
+from .precision import parameters_version, syncs_each_call, unchecked_forward
 
 DEFAULT_MAX_GRAPHS = 8
 WARMUP_CALLS = 2  # the first call chooses cuDNN algorithms and compiles Triton kernels; the second runs as captured
@@ -60,11 +62,12 @@ class Capture:
 
 
 def _parameter_signature(model: nn.Module) -> tuple:
-    """Where the first and last layers keep their parameters, and the model's precision version:
-    changes when the model is moved or cast, or a layer changes precision."""
+    """The model's parameters version (ours: bumped by every ``to()`` / ``half()`` / ... of the whole
+    model and by the float16 guard), and where the first and last layers keep their parameters (what
+    NVIDIA's model, without a version, is checked by)."""
     first = next(model.conv_pre.parameters())
     last = next(model.conv_post.parameters())
-    return first.data_ptr(), last.data_ptr(), first.dtype, last.dtype, precision_version(model)
+    return first.data_ptr(), last.data_ptr(), first.dtype, last.dtype, parameters_version(model)
 
 
 class GraphRunner:

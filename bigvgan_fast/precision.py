@@ -64,9 +64,10 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 RESIDUAL_DTYPE = torch.float32
 FALLBACK_DTYPE = torch.bfloat16
 GUARD_ATTRIBUTE = "_float16_guard"  # set by to_half_precision (see _note_guard)
-# Counts the changes of precision (to_half_precision, a layer moved by the guard): a CUDA graph
-# captured before one reads parameters that no longer exist (see graphs._parameter_signature).
-VERSION_ATTRIBUTE = "_precision_version"
+# Counts the changes of a model's parameters' memory (BigVGAN._apply: to(), half(), cuda(), ...; a
+# layer moved by the guard): a CUDA graph captured before one reads parameters that no longer exist
+# (see graphs._parameter_signature).
+VERSION_ATTRIBUTE = "_parameters_version"
 
 
 def check_precision_mode(mode) -> None:
@@ -95,7 +96,6 @@ def to_half_precision(model, dtype: torch.dtype = torch.bfloat16, mode: str = "m
             f"to_half_precision needs a float32 or float64 model, this one holds {rounded[0]} parameters "
             "(already rounded); call it on the model before any cast"
         )
-    _new_version(model)
     if mode == "cast":
         model.precision_mode = None
         return model.to(dtype)
@@ -123,13 +123,14 @@ def to_dtype(model, dtype: torch.dtype, mode: str = "mixed"):
     return model.to(dtype)
 
 
-def precision_version(model) -> int:
-    """How many times ``model``'s precision changed (0: never): part of a CUDA graph's signature."""
+def parameters_version(model) -> int:
+    """How many times ``model``'s parameters moved or changed dtype as a whole, or a layer was moved
+    by the float16 guard (0: never): part of a CUDA graph's signature."""
     return getattr(model, VERSION_ATTRIBUTE, 0)
 
 
-def _new_version(model) -> None:
-    setattr(model, VERSION_ATTRIBUTE, precision_version(model) + 1)
+def note_parameters_changed(model) -> None:
+    setattr(model, VERSION_ATTRIBUTE, parameters_version(model) + 1)
 
 
 def _note_guard(model) -> None:
@@ -200,7 +201,7 @@ def _rerun_with_fallback(model, mel: torch.Tensor) -> torch.Tensor:
         moved.append(names[id(first[0])])
     if moved:
         _note_guard(model)
-        _new_version(model)
+        note_parameters_changed(model)  # one layer moved: not seen by BigVGAN._apply
         _warn_fallback(moved, "float16 overflowed in or before them (the model keeps this)")
     if not bool(torch.isfinite(x).all()):
         where = f"; first at {names[id(first[0])]} ({parameter_dtype(first[0])})" if first else ""
