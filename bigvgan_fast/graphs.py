@@ -44,7 +44,7 @@ import weakref
 import torch
 from torch import nn
 
-from .precision import parameters_version, syncs_each_call, unchecked_forward
+from .precision import parameters_version, repaired_forward, syncs_each_call, unchecked_forward
 
 DEFAULT_MAX_GRAPHS = 8
 WARMUP_CALLS = 2  # the first call chooses cuDNN algorithms and compiles Triton kernels; the second runs as captured
@@ -143,12 +143,12 @@ class GraphRunner:
             entry.static_input.copy_(mel)
             entry.graph.replay()
             if entry.static_finite is not None and not bool(entry.static_finite):
-                # The float16 guard's case: the eager call repairs the model (or raises), which
+                # The float16 guard's case: the repair (or FloatingPointError) moves layers, which
                 # leaves every graph reading parameters that moved.
                 self._graphs.clear()
                 self._signature = None
                 with torch.inference_mode():
-                    return model(mel)
+                    return repaired_forward(model, mel)
             return entry.static_output.clone()  # the next replay overwrites the static output
 
 

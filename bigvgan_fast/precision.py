@@ -153,8 +153,14 @@ def mixed_forward(model, mel: torch.Tensor) -> torch.Tensor:
     float16 guard."""
     x = model.waveform_before_clamp(mel, RESIDUAL_DTYPE)
     if syncs_each_call(model) and not bool(torch.isfinite(x).all()):
-        x = _rerun_with_fallback(model, mel)
+        return repaired_forward(model, mel)
     return model.final_activation(x)
+
+
+def repaired_forward(model, mel: torch.Tensor) -> torch.Tensor:
+    """The forward of a float16 model whose waveform was just found not finite: the guard's repair
+    (layers moved to bfloat16, with a warning) and the finite waveform, or FloatingPointError."""
+    return model.final_activation(_rerun_with_fallback(model, mel))
 
 
 def syncs_each_call(model) -> bool:
