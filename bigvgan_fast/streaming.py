@@ -403,6 +403,7 @@ def _stream(model, frames, num_mels, hop, lookahead, context, approximate, cross
     # The previous call's estimate of the `crossfade` samples from emitted * hop on.
     pending: torch.Tensor | None = None
     fade_frames = -(-crossfade // hop)
+    fades: dict = {}  # the crossfade's weights by (length, device, dtype): made once, not per chunk
 
     def render(stop: int, final: bool) -> torch.Tensor:
         nonlocal pending
@@ -421,7 +422,10 @@ def _stream(model, frames, num_mels, hop, lookahead, context, approximate, cross
         new = audio[first : first + emit_samples + tail].clone()
         if pending is not None:
             n = min(pending.shape[0], new.shape[0])
-            weight = _raised_cosine(pending.shape[0], new)[:n]
+            key = (pending.shape[0], new.device, new.dtype)
+            if key not in fades:
+                fades[key] = _raised_cosine(pending.shape[0], new)
+            weight = fades[key][:n]
             new[:n] = weight * pending[:n] + (1 - weight) * new[:n]
         pending = new[emit_samples:] if tail else None
         return new[:emit_samples]
