@@ -32,10 +32,11 @@ def arguments(seed: int) -> np.ndarray:
     multiples = np.arange(-fast_sine.K_MAX * 2, fast_sine.K_MAX * 2 + 1) * (np.pi / 2)
     near = multiples.astype(np.float32)
     neighbours = [near]
-    for steps in (1, 2, 3):
-        neighbours.append(np.nextafter(near, np.float32(np.inf)))
-        neighbours.append(np.nextafter(near, np.float32(-np.inf)))
-        near = neighbours[-2]
+    up = down = near
+    for _ in range(3):  # three float32 neighbours on each side
+        up = np.nextafter(up, np.float32(np.inf))
+        down = np.nextafter(down, np.float32(-np.inf))
+        neighbours += [up, down]
     specials = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-40, 1e-38, 1e-30, 0.5, np.pi / 2, np.pi, 1e4, -1e4], dtype=np.float32)
     edge = np.nextafter(np.float32(fast_sine.FAST_MAX), np.float32(0)) * np.array([1, -1], dtype=np.float32)
     v = np.concatenate([uniform.astype(np.float32), log_uniform.astype(np.float32), *neighbours, specials, edge])

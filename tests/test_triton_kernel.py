@@ -205,8 +205,10 @@ def test_backward_selected_parameter_grads():
     grad_y = torch.randn(1, 2, 20, generator=gen).to(DEVICE)
     f = published_filter()
     ref = reference_grads(grad_y, x, alpha, beta, True)
-    grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, False)
-    assert grad_alpha is None and grad_beta is None
+    poisoned = torch.full_like(x, float("nan"))  # an element the kernel leaves unwritten stays NaN
+    grad_x, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, False,
+                                                                   out=poisoned)
+    assert grad_alpha is None and grad_beta is None and grad_x is poisoned
     assert (grad_x.double().cpu() - ref[0].cpu()).abs().max() <= 2e-5
     _, grad_alpha, grad_beta = anti_alias_activation_backward(grad_y, x, alpha, beta, f, f, True, False, True)
     assert grad_alpha is None and (grad_beta.double() - ref[2]).norm() / ref[2].norm() <= 1e-5
@@ -334,7 +336,8 @@ def test_batches_beyond_the_grid_limit(monkeypatch):
 @pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
 def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
     """One prepared launcher over several lengths (tile lengths, aligned and unaligned T): bitwise
-    the ordinary launcher's output. On the CPU it is the ordinary launcher under the interpreter."""
+    the ordinary launcher's output, and the definition's. On the CPU it is the ordinary launcher
+    under the interpreter, so there only the second comparison can fail."""
     gen = torch.Generator().manual_seed(19)
     alpha, beta = random_parameters(3, snake_beta, True, gen)
     f = published_filter()
@@ -345,6 +348,7 @@ def test_prepared_forward_equals_the_launcher(snake_beta, dtype):
         assert launch(x, out, alpha, beta, f, f) is out
         expected = forward(x, alpha, beta, True)
         assert torch.equal(out, expected), f"T={T}: " + describe_mismatch(out, expected, 0)
+        assert_close_to_definition(out, definition(x, alpha, beta, True, f, f))
 
 
 def test_prepared_forward_fixed_tile_length():
