@@ -42,8 +42,9 @@ def assert_no_worse_than_float32(out, x, alpha, beta, logscale, up, down):
     """Past the fast sine's range (|a*u| >= 65536) the kernel takes the precise sine: its error against
     float64 may be as large as a float32 evaluation's, not larger. At such arguments both are
     dominated by the float32 rounding of a*u (|a*u| * 6e-8 radians), realised differently by the
-    two orders of operations, so the check allows 3x the reference's worst sample and 2x its L2 norm
-    (plus 1 ulp of a half-precision output)."""
+    two orders of operations, so the check allows 3x the reference's worst sample of the same row
+    (rows of small alpha are not measured by those of large alpha) and 2x its L2 norm (plus 1 ulp of
+    a half-precision output)."""
     exact = definition(x, alpha, beta, logscale, up, down)
     float32 = definition(x, alpha, beta, logscale, up, down, dtype=torch.float32).double()
     values = out.detach().double().cpu()
@@ -54,7 +55,7 @@ def assert_no_worse_than_float32(out, x, alpha, beta, logscale, up, down):
     else:
         rounded = exact.to(out.dtype).double()
         rounding = torch.finfo(out.dtype).eps * torch.exp2(torch.floor(torch.log2(rounded.abs().clamp_min(1e-30))))
-    allowed = 3 * reference_err.max() + rounding
+    allowed = 3 * reference_err.amax(dim=-1, keepdim=True) + rounding
     err = (values - exact).abs()
     assert (err <= allowed).all(), describe_mismatch(values, exact, allowed)
     if out.dtype == torch.float32:

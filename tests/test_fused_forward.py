@@ -130,6 +130,20 @@ def test_small_b_channels(backend, dtype):
     assert_close_to_definition(y, definition(x, alpha, beta, True, up, down))
 
 
+@pytest.mark.parametrize("snake_beta", [True, False], ids=["snakebeta", "snake"])
+@pytest.mark.parametrize("backend", [backend_param(b) for b in BACKENDS])
+def test_zero_tiny_and_negative_alpha(backend, snake_beta):
+    """Both kernels carry a * z (taps scaled by a and 1 / a) and, for |a| < 2^-64, z without the
+    sine term: linear-scale alpha of 0 (a Snake's initial value), 1e-30, 2^-64 itself, negatives."""
+    gen = torch.Generator().manual_seed(23)
+    x = random_input((2, 5, 300), torch.float32, gen)
+    alpha = torch.tensor([0.0, 1e-30, 2.0**-64, -0.7, 1.3]).to(DEVICE)
+    beta = torch.tensor([1.0, 0.5, 2.0, 0.8, 1.1]).to(DEVICE) if snake_beta else None
+    up, down = asymmetric_filters(gen)
+    y = forward_poisoned(backend, x, alpha, beta, up, down, False)
+    assert_close_to_definition(y, definition(x, alpha, beta, False, up, down))
+
+
 @pytest.mark.parametrize("backend", [backend_param(b) for b in BACKENDS])
 def test_forward_goldens(backend):
     """tests/golden/activation.safetensors (float32, the published filter): within 2e-5 of the stored
