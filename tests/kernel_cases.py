@@ -93,11 +93,13 @@ def triton_forward_poisoned(x, alpha, beta, up, down, alpha_logscale, **launch) 
     return y
 
 
-def call_poisoned(op, x, *args):
+def call_poisoned(op, x, *args, poison_dtype=None):
     """Call ``op`` after NaN-filling freed blocks of the output's size, which the caching allocator
     hands to the op's output: an element the kernel leaves unwritten stays NaN. Two blocks, because
-    a non-contiguous x takes the first for its contiguous copy."""
-    poison = [torch.full((x.numel(),), float("nan"), dtype=x.dtype, device=x.device) for _ in range(2)]
+    a non-contiguous x takes the first for its contiguous copy. ``poison_dtype``: the output's dtype
+    when it is not x's (the blocks must have the output's size)."""
+    dtype = x.dtype if poison_dtype is None else poison_dtype
+    poison = [torch.full((x.numel(),), float("nan"), dtype=dtype, device=x.device) for _ in range(2)]
     del poison
     return op(x, *args)
 

@@ -340,14 +340,6 @@ def test_bad_input_is_named(op, case):
 # --- out_dtype: the kernel writing another dtype than x's (the mixed half-precision mode) -----------
 
 
-def call_poisoned_as(op, out_dtype, x, *args):
-    """``call_poisoned`` with the NaN blocks in the output's dtype and size (the caching allocator
-    hands a freed block of the output's size to the op's output)."""
-    poison = [torch.full((x.numel(),), float("nan"), dtype=out_dtype, device=x.device) for _ in range(2)]
-    del poison
-    return op(x, *args)
-
-
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("T", [1, 7, CUDA_TILE + 5])
 @pytest.mark.parametrize("layout", ["contiguous", "misaligned"])
@@ -360,7 +352,7 @@ def test_float32_to_half_matches_the_definition_and_rounds_once(op, out_dtype, T
         x = random_input((B, C, T), torch.float32, gen)
     alpha, beta = random_parameters(C, True, True, gen)
     up, down = asymmetric_filters(gen)
-    out = call_poisoned_as(op, out_dtype, x, alpha, beta, up, down, True, out_dtype)
+    out = call_poisoned(op, x, alpha, beta, up, down, True, out_dtype, poison_dtype=out_dtype)
     assert out.dtype == out_dtype and out.shape == (B, C, T) and out.is_contiguous()
     assert_close_to_definition(out, definition(x, alpha, beta, True, up, down))
     # One rounding: the float32 output rounded to nearest even (as torch's cast), bitwise.
@@ -374,7 +366,7 @@ def test_out_dtype_of_x_is_the_default_call(op, dtype):
     x = random_input((2, 3, 300), dtype, gen)
     alpha, beta = random_parameters(3, False, True, gen)
     up, down = asymmetric_filters(gen)
-    explicit = call_poisoned_as(op, dtype, x, alpha, beta, up, down, True, dtype)
+    explicit = call_poisoned(op, x, alpha, beta, up, down, True, dtype, poison_dtype=dtype)
     assert torch.equal(explicit, op(x, alpha, beta, up, down, True))
 
 
