@@ -261,7 +261,7 @@ class Activation1d(nn.Module):
             return unfused if self.backend == "torch" else functools.partial(self._op_forward, out_dtype=out_dtype)
         return fused_inference_call(
             name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter"),
-            None if out_dtype == x.dtype else out_dtype,  # the fused ops write x's dtype by default
+            out_dtype,
         )
 
     def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:

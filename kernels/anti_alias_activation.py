@@ -779,13 +779,16 @@ def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gathe
     return block_t, num_warps
 
 
+_IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def _check(x, alpha, beta, upsample_filter, downsample_filter) -> None:
     """Cheap checks of what the kernels assume (``bigvgan_fast.anti_alias.op.run`` prepares the inputs so)."""
     if x.dim() != 3 or x.shape[-1] < 1:
         raise ValueError(f"x must have shape (B, C, T >= 1), got {tuple(x.shape)}")
     if not x.is_contiguous():
         raise ValueError("x must be contiguous (bigvgan_fast.anti_alias.op.run makes it so)")
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if x.dtype not in _IO_DTYPES:
         raise TypeError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
     channels = x.shape[1]
     for name, p in (("alpha", alpha), ("beta", beta)):
@@ -794,9 +797,6 @@ def _check(x, alpha, beta, upsample_filter, downsample_filter) -> None:
     for name, f in (("upsample_filter", upsample_filter), ("downsample_filter", downsample_filter)):
         if not (f.numel() == FILTER_TAPS and f.dtype == torch.float32 and f.is_contiguous() and f.device == x.device):
             raise ValueError(f"{name} must be a contiguous float32 tensor of {FILTER_TAPS} taps on {x.device}")
-
-
-_IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _check_out_dtype(out_dtype) -> None:

@@ -195,8 +195,6 @@ def inference_launcher(name: str, device: torch.device, dtype: torch.dtype, has_
     """
     if name == "cuda":
         op = cuda_op()
-        if out_dtype is None or out_dtype == dtype:
-            return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale)
         return lambda x, alpha, beta, up, down: op(x, alpha, beta, up, down, alpha_logscale, out_dtype)
     if name == "triton":
         from bigvgan_fast import kernels
