@@ -119,18 +119,16 @@ def cuda_sass():
 def test_no_register_spills_on_sm90(source, tmp_path):
     done = _nvcc_compile(source, 90, tmp_path, "-Xptxas", "-v")
     assert done.returncode == 0, done.stderr
-    kernels = {
-        name: report
-        for name, report in cuda_sass().ptxas_resources(done.stderr + done.stdout).items()
-        if "Compiling entry function '" + name in done.stderr + done.stdout
-    }
+    reports = cuda_sass().ptxas_resources(done.stderr + done.stdout)
+    kernels = {name: report for name, report in reports.items() if "Compiling entry function '" + name in done.stderr + done.stdout}
     expected = KERNEL_INSTANTIATIONS.get(source.name)
     assert kernels, f"ptxas reported no entry function for {source.name}:\n{done.stderr}"
     if expected is not None:
         assert len(kernels) == expected, f"expected {expected} kernel instantiations, ptxas reported {sorted(kernels)}"
     for name, report in kernels.items():
         assert {"registers", "spill_stores", "spill_loads"} <= report.keys(), f"{name}: incomplete report {report}"
-        assert report["spill_stores"] == 0 and report["spill_loads"] == 0, f"{name} spills registers: {report}"
+    for name, report in reports.items():  # the entry functions and the out-of-line slow paths they call
+        assert report.get("spill_stores", 0) == 0 and report.get("spill_loads", 0) == 0, f"{name} spills registers: {report}"
 
 
 def _nvcc_include_dir() -> Path | None:
