@@ -11,7 +11,9 @@ import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# The Triton kernel's tiles: next_power_of_2(T) clamped to [16, 1024] (kernels/anti_alias_activation.py).
+# The Triton forward's tiles: next_power_of_2(T) clamped to [16, 1024], and for longer rows 1024 or
+# 512, whichever computes fewer lanes (kernels/anti_alias_activation.py, _default_block_t).
+# _MAX_BLOCK_T there; a literal here, so that this module imports where Triton does not.
 TRITON_MAX_TILE = 1024
 # The CUDA kernel's tile (kTile in csrc/anti_alias_activation.cu).
 CUDA_TILE = 2304

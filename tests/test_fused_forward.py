@@ -44,7 +44,8 @@ BACKENDS = ("triton", "cuda")
 PROBLEMS = {"triton": triton_problem(), "cuda": cuda_problem()}
 
 # Lengths around both kernels' tiles. The reach of an output is 6 samples each side, so T <= 12
-# puts both borders in every output's window. Triton tiles are next_power_of_2(T) in [16, 1024]:
+# puts both borders in every output's window. Triton tiles are next_power_of_2(T) in [16, 1024] (longer
+# rows: 1024 or 512, see kernel_cases.TRITON_MAX_TILE):
 # 16 is the smallest tile, 127 / 128 / 129 cross a power of two, 1023 / 1024 / 1025 the largest tile
 # (1025: three tiles of 512, the middle one interior), 3001 three tiles. CUDA tiles are CUDA_TILE = 2304 samples:
 # lengths around 1 and 2 tiles put a sequence border inside a tile's halo, or a short last tile
