@@ -36,6 +36,7 @@ what a mode can reach: ``tf32`` and ``bf16-in`` round only the convolutions' inp
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import json
@@ -306,7 +307,7 @@ def main() -> None:
                     rows.append(_row(weights, mel_kind, dtype_name, name, y, ref, time.perf_counter() - start))
                 for half in args.halves:
                     for mode in ("cast", "mixed"):
-                        model = build_model(args.channels, args.seed, weights, args.residual_gain).to_half_precision(HALF[half], mode)
+                        model = copy.deepcopy(model64).to_half_precision(HALF[half], mode)
                         start = time.perf_counter()
                         y = model(mel if mode == "mixed" else mel.to(HALF[half]))
                         rows.append(_row(weights, mel_kind, half, f"library: to_half_precision({half}, {mode!r})",
