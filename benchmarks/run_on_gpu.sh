@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# One command for a GPU machine without network (torch, triton, ninja, pytest-xdist preinstalled):
-# install (building the CUDA extension), run the GPU tests, run the benchmarks; everything under OUTDIR.
-#   bash benchmarks/run_on_gpu.sh "$OUT"
+# One command for a GPU machine without network (torch, triton, ninja preinstalled): install
+# (building the CUDA extension), run the GPU tests, run the benchmarks; everything under OUTDIR.
+#   bash benchmarks/run_on_gpu.sh OUTDIR
+#   BUDGET_S=300 STEPS="activation tts" bash benchmarks/run_on_gpu.sh OUTDIR   # a rerun of two steps
 # Carry wheels/ (pip download --no-deps -d wheels bigvgan==2.4.1) for NVIDIA's package, the baseline.
-# Budget: about 8 minutes on an H200, so that one rerun fits a 15-minute session. The steps run
-# most-important first, each under its own timeout, and every benchmark writes its rows as it
-# measures them, so a step cut short still leaves what it measured.
+#
+# Budget: the whole run ends within BUDGET_S seconds (default 540: one call of the device tool is
+# at most 600 s, and a 15-minute session then keeps room for a shorter rerun). Steps run
+# most-important first; each gets its own cap, cut to what the budget has left, and a step that
+# would get under 20 s is skipped and logged as such. Every benchmark writes its rows as it measures
+# them, so a step cut short still leaves what it measured. STEPS (space-separated names from the
+# list below) runs only those; install always runs (on a warm machine it reuses the build).
 set -uo pipefail
 OUT="${1:?usage: run_on_gpu.sh OUTDIR}"
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-16}"
-step() { echo "== $* ($(date +%T))" | tee -a "$OUT/steps.log"; }
+BUDGET_S="${BUDGET_S:-540}"
+STEPS="${STEPS:-doctor tests activation tts half backward host dropin}"
+deadline=$(( $(date +%s) + BUDGET_S ))
+log() { echo "== $* ($(date +%T))" | tee -a "$OUT/steps.log"; }
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+# cap NAME MAX_S: prints the seconds step NAME may take (MAX_S, cut to the budget left, less 5 s
+# for the tails), or nothing when under 20 s are left, logging the skip.
+cap() {
+  local left=$(( deadline - $(date +%s) - 5 ))
+  local s=$(( $2 < left ? $2 : left ))
+  if (( s < 20 )); then log "$1 skipped: ${left}s of the ${BUDGET_S}s budget left" >&2; return 1; fi
+  echo "$s"
+}
 
-step install
+log "install (budget ${BUDGET_S}s, steps: $STEPS; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 # NVIDIA's bigvgan imports librosa only for its mel code: a stub lets its generator import here.
 if ls wheels/bigvgan-*.whl >/dev/null 2>&1; then
@@ -23,46 +40,67 @@ if ls wheels/bigvgan-*.whl >/dev/null 2>&1; then
     echo "def mel(*a, **k): raise RuntimeError('librosa stub')" > "$OUT/stubs/librosa/filters/__init__.py"; }
   export PYTHONPATH="$OUT/stubs${PYTHONPATH:+:$PYTHONPATH}"
 fi
-BIGVGAN_FAST_BUILD_CUDA=1 BIGVGAN_FAST_PTXAS_VERBOSE=1 pip install --no-build-isolation --no-deps -v -e . > "$OUT/pip-install.log" 2>&1 \
-  || { echo "install failed: tail of $OUT/pip-install.log"; tail -40 "$OUT/pip-install.log"; }
+t=$(cap install 240) && { BIGVGAN_FAST_BUILD_CUDA=1 BIGVGAN_FAST_PTXAS_VERBOSE=1 timeout "$t" \
+  pip install --no-build-isolation --no-deps -v -e . > "$OUT/pip-install.log" 2>&1 \
+  || { echo "install failed: tail of $OUT/pip-install.log"; tail -40 "$OUT/pip-install.log"; }; }
 grep -E "registers|spill" "$OUT/pip-install.log" > "$OUT/ptxas.txt" 2>/dev/null
 
-step doctor
-python -m bigvgan_fast doctor 2>&1 | tee "$OUT/doctor.txt"
+if wanted doctor && t=$(cap doctor 60); then
+  log doctor
+  timeout "$t" python -m bigvgan_fast doctor 2>&1 | tee "$OUT/doctor.txt"
+fi
 
-step gpu tests
-# Two workers: a test that kills its process (a segfault) is reported by name and the rest go on.
-timeout 240 python -m pytest -q -m gpu -rs -n 2 tests/ > "$OUT/pytest-gpu.txt" 2>&1
-tail -25 "$OUT/pytest-gpu.txt"
+if wanted tests && t=$(cap tests 200); then
+  log "gpu tests"
+  # Two workers where pytest-xdist is installed: a test that kills its process (a segfault) is then
+  # reported by name and the rest go on. Without it, one process, and a crash ends the step.
+  workers=()
+  python -c "import xdist" 2>/dev/null && workers=(-n 2)
+  timeout "$t" python -m pytest -q -m gpu -rs "${workers[@]}" tests/ > "$OUT/pytest-gpu.txt" 2>&1
+  tail -25 "$OUT/pytest-gpu.txt"
+fi
 
-step host time per call
-timeout 40 python benchmarks/bench_host.py --out "$OUT/host.json" > "$OUT/host.txt" 2>&1
-tail -12 "$OUT/host.txt"
+if wanted activation && t=$(cap activation 130); then
+  log "activation forward benchmark"
+  timeout "$t" python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
+  tail -30 "$OUT/activation.txt"
+fi
 
-step activation forward benchmark
-timeout 140 python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
-tail -30 "$OUT/activation.txt"
+if wanted tts && t=$(cap tts 120); then
+  log "generator at TTS sizes, eager and graphed, with NVIDIA fused in the same run"
+  timeout "$t" python benchmarks/bench_tts.py --repeats 20 --out "$OUT/tts.json" > "$OUT/tts.txt" 2>&1
+  tail -14 "$OUT/tts.txt"
+fi
 
-step generator at TTS sizes, eager and graphed, with NVIDIA fused in the same run
-timeout 150 python benchmarks/bench_tts.py --repeats 20 --out "$OUT/tts.json" > "$OUT/tts.txt" 2>&1
-tail -14 "$OUT/tts.txt"
-
-step half precision speed, mixed against cast
-for frames in 256 2048; do
+if wanted half; then
+  log "half precision speed, mixed against cast (bfloat16 first: issue 13's target)"
   for dtype in bfloat16 float16; do
-    for precision in cast mixed; do
-      timeout 30 python -m bigvgan_fast bench --frames "$frames" --dtype "$dtype" --precision "$precision" --repeats 20 --warmup 3 \
-        --json "$OUT/half-$dtype-$precision-$frames.json" 2>> "$OUT/half-stderr.txt" | tail -2
+    for frames in 256 2048; do
+      for precision in cast mixed; do
+        t=$(cap "half $dtype $precision $frames" 30) || continue
+        timeout "$t" python -m bigvgan_fast bench --frames "$frames" --dtype "$dtype" --precision "$precision" --repeats 20 \
+          --warmup 3 --json "$OUT/half-$dtype-$precision-$frames.json" 2>> "$OUT/half-stderr.txt" | tail -2
+      done
     done
-  done
-done | tee "$OUT/half.txt"
+  done | tee "$OUT/half.txt"
+fi
 
-step activation backward benchmark and training step
-timeout 60 python benchmarks/bench_activation.py --backward --frames 2048 --dtypes float32 bfloat16 --backends torch triton \
-  --rep-ms 50 --out "$OUT/backward.json" > "$OUT/backward.txt" 2>&1
-tail -16 "$OUT/backward.txt"
+if wanted backward && t=$(cap backward 60); then
+  log "activation backward benchmark and training step"
+  timeout "$t" python benchmarks/bench_activation.py --backward --frames 2048 --dtypes float32 bfloat16 --backends torch triton \
+    --rep-ms 50 --out "$OUT/backward.json" > "$OUT/backward.txt" 2>&1
+  tail -16 "$OUT/backward.txt"
+fi
 
-step drop-in and streaming
-timeout 40 python benchmarks/bench_dropin.py --repeats 20 --out "$OUT/dropin.json" > "$OUT/dropin.txt" 2>&1
-tail -8 "$OUT/dropin.txt"
-step done
+if wanted host && t=$(cap host 40); then
+  log "host time per call"
+  timeout "$t" python benchmarks/bench_host.py --out "$OUT/host.json" > "$OUT/host.txt" 2>&1
+  tail -12 "$OUT/host.txt"
+fi
+
+if wanted dropin && t=$(cap dropin 40); then
+  log "drop-in and streaming"
+  timeout "$t" python benchmarks/bench_dropin.py --repeats 20 --out "$OUT/dropin.json" > "$OUT/dropin.txt" 2>&1
+  tail -8 "$OUT/dropin.txt"
+fi
+log "done ($(( deadline - $(date +%s) ))s of the budget left)"
