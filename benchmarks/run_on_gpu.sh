@@ -52,12 +52,20 @@ fi
 
 if wanted tests && t=$(cap tests 200); then
   log "gpu tests"
-  # Two workers where pytest-xdist is installed: a test that kills its process (a segfault) is then
-  # reported by name and the rest go on. Without it, one process, and a crash ends the step.
+  # Four workers where pytest-xdist is installed: a test that kills its process (a segfault) is then
+  # reported by name and the rest go on, and Triton's compiles (most of this step) run side by side.
+  # Without it, one process, and a crash ends the step. -v prints each result as it comes, so a step
+  # cut by its cap still says what passed and failed; the kernels' own tests run first, the long
+  # parametrised comparison with the definition last.
   workers=()
-  python -c "import xdist" 2>/dev/null && workers=(-n 2)
-  timeout "$t" python -m pytest -q -m gpu -rs "${workers[@]}" tests/ > "$OUT/pytest-gpu.txt" 2>&1
-  tail -25 "$OUT/pytest-gpu.txt"
+  python -c "import xdist" 2>/dev/null && workers=(-n 4)
+  first=(tests/test_cuda_kernel.py tests/test_triton_kernel.py tests/test_out_dtype.py tests/test_half_precision.py)
+  last=(tests/test_fused_forward.py)
+  rest=()
+  for f in tests/test_*.py; do [[ " ${first[*]} ${last[*]} " == *" $f "* ]] || rest+=("$f"); done
+  timeout "$t" python -m pytest -v -m gpu -rs "${workers[@]}" "${first[@]}" "${rest[@]}" "${last[@]}" \
+    > "$OUT/pytest-gpu.txt" 2>&1
+  grep -E "FAILED|ERROR|crashed|passed|failed" "$OUT/pytest-gpu.txt" | tail -25
 fi
 
 if wanted activation && t=$(cap activation 130); then
