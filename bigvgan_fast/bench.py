@@ -122,10 +122,9 @@ def describe_backends(calls: list[dict]) -> str:
         return "none (no activation ran)"
     parts = []
     for name in _backend_names(calls):
-        pairs = [f"{row['x_dtype']}->{row['out_dtype']} ({row['activations']}{' activations' if not parts and i == 0 else ''})"
-                 for i, row in enumerate(r for r in calls if r["backend"] == name)]
+        pairs = [f"{row['x_dtype']}->{row['out_dtype']} ({row['activations']})" for row in calls if row["backend"] == name]
         parts.append(f"{name} for " + ", ".join(pairs))
-    return "; ".join(parts)
+    return "; ".join(parts).replace(")", " activations)", 1)  # the unit once, at the first count
 
 
 def _identity(x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:

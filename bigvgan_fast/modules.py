@@ -230,7 +230,7 @@ class Activation1d(nn.Module):
     parameters, by type promotion).
 
     Inference (no gradient being recorded, not inside ``torch.compile``) takes a lean path: the
-    backend and the op are chosen once per (device type, x dtype, out dtype) and kept, and each call
+    backend and the op are chosen once per (device, x dtype, out dtype) and kept, and each call
     is one op call with the parameters and taps read straight from the modules' dictionaries (so
     reassigned or reloaded parameters are used at once). The choice is made again after ``to()`` /
     ``half()`` and the like, after a change of ``backend``, and on :meth:`refresh` or
