@@ -5,8 +5,11 @@ counting one read of x and one write of y, its fraction of a device-to-device co
 same run (of x's dtype), the official fused kernel (PyPI ``bigvgan``, built here for the local arch) timed in the
 same run when importable with our speed-up over it, and each fused kernel's roofline: the larger of
 its memory time (bytes / the copy rate of this run) and its arithmetic time (outputs x the FP32-pipe
-operations per output of its compiled code, :data:`FP32_OPS_PER_OUTPUT`, / the card's FP32 issue
-rate), so each kernel's distance from its own limit shows.
+operations per output of its compiled code / the card's FP32 issue rate), so each kernel's distance
+from its own limit shows. The operation counts are read from ``benchmarks/counts/`` (see
+:func:`load_op_counts`; the run prints where they came from): the CUDA kernel's per dtype, the
+Triton forward's per tiles per program, which its launcher picks per shape (``_tiles_per_program``),
+so each shape's Triton roofline is computed with that shape's count.
 
 Rows ``float32->bfloat16`` (``--pairs``): x float32, y written in bfloat16 by the op (``out_dtype``),
 as the mixed half-precision mode's first activation of each AMP layer does; bytes 4 + 2 per element,
@@ -28,6 +31,7 @@ import datetime
 import json
 import math
 import os
+import re
 import sys
 
 import torch
@@ -38,12 +42,14 @@ from bigvgan_fast.anti_alias.policy import problem
 from bigvgan_fast.config import DTYPES
 from bigvgan_fast.timing import kernel_ms
 
-# FP32-pipe operations (FFMA, FMUL, FADD, FMNMX, ...) per output sample of each kernel's common path
-# for sm_90, counted in its compiled SASS without a GPU (benchmarks/cuda_sass.py, 2026-11-29;
-# benchmarks/triton_sass.py, 2026-11-30; RESULTS.md): Triton's with 8 tiles per program (its
-# launcher picks 6-12 at 2048 frames on an H200; at 256 frames 1 tile per program, 49.4). The
-# special-function unit's sines run beside them.
-FP32_OPS_PER_OUTPUT = {"cuda": 39.9, "triton": 40.84}
+# FP32-pipe operations (FFMA, FMUL, FADD, FMNMX, ...) per output sample of each kernel's common path,
+# counted in its compiled SASS without a GPU and committed here (the special-function unit's sines run
+# beside them). Regenerate after a kernel change:
+#   python benchmarks/cuda_sass.py --json benchmarks/counts/cuda_sass.json
+#   python benchmarks/triton_sass.py --dtype fp32 --block-t 1024 --json benchmarks/counts/triton_sass_fp32_1024.json
+#   (and bf16, fp16; and --block-t 512: the launcher's tile for rows of 4096 and 8192 samples)
+COUNTS_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "counts")
+SASS_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # triton_sass.py's --dtype names
 FP32_LANES_PER_SM = 128  # Hopper, Ada, Ampere GA10x: 128 FP32 lanes per SM per clock
 
 
@@ -125,9 +131,69 @@ def checkpoint_json(args, partial: dict) -> None:
             json.dump({"meta": args.meta, "partial": True, **partial}, f, indent=2)
 
 
-def _measure(row: dict, providers: dict, nbytes: int, copy: float, numel: int, fp32_rate: float, rep_ms: int) -> None:
+def load_op_counts(folder: str = COUNTS_FOLDER) -> dict:
+    """The kernels' FP32-pipe operations per output, as benchmarks/cuda_sass.py and
+    benchmarks/triton_sass.py wrote them with ``--json``: ``{"cuda": cuda_sass.json, "triton": {(x
+    dtype, BLOCK_T): triton_sass_<dtype>_<BLOCK_T>.json}}``, each with its ``meta`` (date, target,
+    toolchain)."""
+    with open(os.path.join(folder, "cuda_sass.json"), encoding="utf-8") as f:
+        counts = {"cuda": json.load(f), "triton": {}}
+    names = {name: dtype for dtype, name in SASS_DTYPES.items()}
+    for file in sorted(os.listdir(folder)):
+        found = re.fullmatch(r"triton_sass_(\w+?)_(\d+)\.json", file)
+        if found and found.group(1) in names:
+            with open(os.path.join(folder, file), encoding="utf-8") as f:
+                counted = json.load(f)
+            counts["triton"][names[found.group(1)], counted["meta"]["block_t"]] = counted
+    return counts
+
+
+def describe_op_counts(counts: dict, folder: str = COUNTS_FOLDER) -> str:
+    """Where the counts came from and what they are, in the words the run prints."""
+    cuda = counts["cuda"]
+    meta = cuda["meta"]
+    lines = [f"FP32-pipe operations per output, counted in SASS for {meta['target']} (no GPU), from {folder}:",
+             f"  cuda_sass.json ({meta['date']}, nvcc {meta['nvcc']}): "
+             + ", ".join(f"{dtype} {k['hot_path_per_output']['fp32']}" for dtype, k in sorted(cuda["kernels"].items()))]
+    for (dtype, block_t), triton_counts in counts["triton"].items():
+        meta, parts = triton_counts["meta"], triton_counts["forward_fp32_pipe_per_output"]
+        lines.append(f"  triton_sass_{SASS_DTYPES[dtype]}_{block_t}.json ({meta['date']}, {meta['target']}, "
+                     f"Triton {meta['triton']}, ptxas {meta['ptxas']}): {dtype} x, BLOCK_T {block_t}, "
+                     f"{parts['per_tile']} + {parts['per_program']} / n at n tiles per program")
+    return "\n".join(lines)
+
+
+def fp32_ops_per_output(counts: dict, kernel: str, label: str, x: torch.Tensor) -> tuple[float, dict] | None:
+    """(FP32-pipe operations per output of fused ``kernel`` on x, how it was found) for the row
+    ``label`` ("float32", "float32->bfloat16", ...), or None where nothing was counted.
+
+    cuda: the count of that dtype pair's instantiation. triton: the forward for x's dtype at the tile
+    length (BLOCK_T: 1024, or 512 for rows of 4096 and 8192 samples) and the tiles per program n that
+    its launcher picks for x's shape and device (``_tiling``, ``_tiles_per_program``; n = 1 at the
+    256-frame first stage, T = 1024, one tile per row), as ``per_tile + per_program / n``; the pair
+    rows take the count of x's dtype (only the final conversion differs). None where that tile
+    length was not counted. (A row of one tile takes the border path, not the interior path
+    counted; and stores T outputs, not BLOCK_T - 16: an estimate there.)
+    """
+    if kernel == "cuda":
+        found = counts["cuda"]["kernels"].get(label)
+        return None if found is None else (found["hot_path_per_output"]["fp32"], {})
+    from bigvgan_fast import kernels
+
+    forward = kernels.anti_alias_activation
+    n_tiles, block_t, *_ = forward._tiling(x.shape, None, None, None, forward._FORWARD_SAMPLES_PER_THREAD, forward=True)
+    triton_counts = counts["triton"].get((label.split("->")[0], block_t))
+    if triton_counts is None:
+        return None
+    tiles_per_program = forward._tiles_per_program(x.shape[0], x.shape[1], n_tiles, x.device)
+    parts = triton_counts["forward_fp32_pipe_per_output"]
+    return parts["per_tile"] + parts["per_program"] / tiles_per_program, {"block_t": block_t, "tiles_per_program": tiles_per_program}
+
+
+def _measure(row: dict, providers: dict, nbytes: int, copy: float, numel: int, fp32_rate: float, rep_ms: int,
+             ops: dict) -> None:
     """Time each provider into ``row``: ms, GB/s (``nbytes`` per call), fraction of ``copy``, and for
-    the fused kernels their roofline."""
+    the fused kernels with a count in ``ops`` (kernel -> FP32-pipe operations per output) their roofline."""
     for name, fn in providers.items():
         # The bare ops and the official kernel are timed replayed from a CUDA graph: the
         # kernels' own time (at 256 frames do_bench's events mostly time the host's
@@ -143,28 +209,41 @@ def _measure(row: dict, providers: dict, nbytes: int, copy: float, numel: int, f
         row[f"{name}_gbps"] = nbytes / ms / 1e6
         row[f"{name}_copy_fraction"] = nbytes / ms / 1e6 / copy
         kernel = name.removesuffix("_op")
-        if kernel in FP32_OPS_PER_OUTPUT:
+        if kernel in ops:
             memory_ms = nbytes / (copy * 1e6)
-            arithmetic_ms = numel * FP32_OPS_PER_OUTPUT[kernel] / fp32_rate * 1e3
+            arithmetic_ms = numel * ops[kernel] / fp32_rate * 1e3
             row[f"{name}_roofline_ms"] = max(memory_ms, arithmetic_ms)
             row[f"{name}_roofline_bound"] = "memory" if memory_ms >= arithmetic_ms else "arithmetic"
 
 
-def _pair_providers(args, x, alpha, beta, f, out_dtype) -> dict:
-    """The op writing ``out_dtype`` from x (public function, bare ops) and the bare ops writing x's
-    dtype then cast, for the backends that can."""
+def build_providers(backends, x, alpha, beta, taps, out_dtype=None, official=None) -> dict:
+    """What is timed on x, by name, for each backend of ``backends`` that can run on x's device and
+    dtype: the public op (``"torch"``, ``"triton"``, ``"cuda"``) and the fused backends' bare ops
+    (``"triton_op"``, ``"cuda_op"``: without the public function's checks and dispatch; at 256
+    frames, where a kernel takes tens of microseconds, host overhead could decide a comparison).
+    With ``out_dtype`` every one writes it, and ``"<backend>_then_cast"`` is the bare op writing x's
+    dtype then ``.to(out_dtype)`` (the mixed mode's path before out_dtype). Without it,
+    ``"official"``: NVIDIA's kernel (``official``, :func:`official_kernel`) when given, with its
+    arguments as the official Activation1d passes them (taps and parameters in x's dtype, cast here
+    once, outside the timed call). ``taps``: the 12 float32 filter taps, on x's device."""
     lib = bigvgan_fast.anti_alias.library
-    providers = {}
-    for b in args.backends:
-        if b == "torch" or problem(b, "cuda", x.dtype, False) is None:
-            providers[b] = lambda b=b: anti_alias_activation(x, alpha, beta, backend=b, out_dtype=out_dtype)
-    if "triton" in args.backends and problem("triton", "cuda", x.dtype, False) is None:
-        providers["triton_op"] = lambda: lib.anti_alias_activation_triton(x, alpha, beta, f, f, True, out_dtype)
-        providers["triton_then_cast"] = lambda: lib.anti_alias_activation_triton(x, alpha, beta, f, f, True).to(out_dtype)
-    if "cuda" in args.backends and problem("cuda", "cuda", x.dtype, False) is None:
+    runnable = [b for b in backends if b == "torch" or problem(b, x.device.type, x.dtype, False) is None]
+    providers = {b: (lambda b=b: anti_alias_activation(x, alpha, beta, backend=b, out_dtype=out_dtype)) for b in runnable}
+    bare = {}
+    if "triton" in runnable:
+        bare["triton"] = lambda *out: lib.anti_alias_activation_triton(x, alpha, beta, taps, taps, True, *out)
+    if "cuda" in runnable:
         cuda_op = lib.cuda_op()
-        providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True, out_dtype)
-        providers["cuda_then_cast"] = lambda: cuda_op(x, alpha, beta, f, f, True).to(out_dtype)
+        bare["cuda"] = lambda *out: cuda_op(x, alpha, beta, taps, taps, True, *out)
+    written = () if out_dtype is None else (out_dtype,)
+    for name, op in bare.items():
+        providers[f"{name}_op"] = lambda op=op: op(*written)
+    if out_dtype is not None:
+        for name, op in bare.items():
+            providers[f"{name}_then_cast"] = lambda op=op: op().to(out_dtype)
+    elif official is not None:
+        taps_o, alpha_o, beta_o = taps.view(1, 1, 12).to(x.dtype), alpha.to(x.dtype), beta.to(x.dtype)
+        providers["official"] = lambda: official.forward(x, taps_o, taps_o, alpha_o, beta_o)
     return providers
 
 
@@ -172,6 +251,8 @@ def bench_forward(args) -> dict:
     official = official_kernel() if args.official else None
     fp32_rate, rate_source = fp32_ops_per_second(args.clock_ghz)
     print(f"FP32 issue rate {fp32_rate / 1e12:.1f} T/s: {rate_source}", file=sys.stderr)
+    counts = load_op_counts()
+    print(describe_op_counts(counts))
     f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
     # The pair rows right after the float32 ones (same copy rate), so that a run cut short by a
     # timeout has them: [(label, x dtype, out dtype or None)].
@@ -193,42 +274,29 @@ def bench_forward(args) -> dict:
             for C, L in model_shapes(args.config, frames):
                 x, alpha, beta = make_inputs(C, L, dtype)
                 row = {"dtype": label, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
-                if out_dtype is not None:
-                    nbytes = x.numel() * (x.element_size() + torch.tensor([], dtype=out_dtype).element_size())
-                    _measure(row, _pair_providers(args, x, alpha, beta, f, out_dtype), nbytes, copy, x.numel(),
-                             fp32_rate, args.rep_ms)
-                    rows.append(row)
-                    checkpoint_json(args, {"rows": rows})
-                    continue
-                nbytes = 2 * x.numel() * x.element_size()
-                providers = {b: (lambda b=b: anti_alias_activation(x, alpha, beta, backend=b)) for b in args.backends}
-                # The bare ops too, without the public function's checks and dispatch: at 256 frames,
-                # where a kernel takes tens of microseconds, host overhead could decide a comparison.
-                if "triton" in args.backends:
-                    providers["triton_op"] = lambda: bigvgan_fast.anti_alias.library.anti_alias_activation_triton(x, alpha, beta, f, f, True)
-                if "cuda" in args.backends and problem("cuda", "cuda", dtype, False) is None:
-                    cuda_op = bigvgan_fast.anti_alias.library.cuda_op()
-                    providers["cuda_op"] = lambda: cuda_op(x, alpha, beta, f, f, True)
-                if official is not None:
-                    # Its arguments as the official Activation1d passes them: taps and parameters in
-                    # the model's dtype, cast here once, outside the timed call.
-                    taps_o, alpha_o, beta_o = f.view(1, 1, 12).to(dtype), alpha.to(dtype), beta.to(dtype)
-                    providers["official"] = lambda: official.forward(x, taps_o, taps_o, alpha_o, beta_o)
-                providers = {name: fn for name, fn in providers.items()
-                             if name.removesuffix("_op") not in ("triton", "cuda")
-                             or problem(name.removesuffix("_op"), "cuda", dtype, False) is None}
-                _measure(row, providers, nbytes, copy, x.numel(), fp32_rate, args.rep_ms)
+                ops = {}
+                for kernel in ("cuda", "triton"):
+                    found = fp32_ops_per_output(counts, kernel, label, x)
+                    if found is not None:
+                        ops[kernel] = row[f"{kernel}_fp32_ops_per_output"] = found[0]
+                        row.update({f"{kernel}_{key}": value for key, value in found[1].items()})
+                out_size = x.element_size() if out_dtype is None else torch.tensor([], dtype=out_dtype).element_size()
+                nbytes = x.numel() * (x.element_size() + out_size)
+                providers = build_providers(args.backends, x, alpha, beta, f, out_dtype, official)
+                _measure(row, providers, nbytes, copy, x.numel(), fp32_rate, args.rep_ms, ops)
                 rows.append(row)
                 checkpoint_json(args, {"rows": rows})
     return {"rows": rows, "fp32_ops_per_second": fp32_rate, "fp32_rate_source": rate_source,
-            "fp32_ops_per_output": FP32_OPS_PER_OUTPUT}
+            "op_counts": {"folder": COUNTS_FOLDER, "cuda": counts["cuda"]["meta"],
+                          **{f"triton {dtype} {block_t}": c["meta"] for (dtype, block_t), c in counts["triton"].items()}}}
 
 
 def print_forward(result: dict, backends: list[str]) -> None:
     candidates = backends + [b + "_op" for b in backends] + ["official"] + [b + "_then_cast" for b in backends]
     names = [b for b in candidates if any(f"{b}_ms" in r for r in result["rows"])]
+    roofed = {n for n in names if any(f"{n}_roofline_ms" in r for r in result["rows"])}
     head = f"{'dtype':<18}{'frames':>7}{'C x L':>15}" + "".join(
-        f"{n + ' ms':>{max(13, len(n) + 5)}}{'%copy':>7}" + (f"{'roofline':>10}{'x roof':>7}" if n.removesuffix('_op') in FP32_OPS_PER_OUTPUT else "")
+        f"{n + ' ms':>{max(13, len(n) + 5)}}{'%copy':>7}" + (f"{'roofline':>10}{'x roof':>7}" if n in roofed else "")
         for n in names
     )
     if "official" in names:
@@ -238,7 +306,7 @@ def print_forward(result: dict, backends: list[str]) -> None:
         line = f"{r['dtype']:<18}{r['frames']:>7}{str(r['C']) + ' x ' + str(r['L']):>15}"
         for n in names:
             line += f"{r.get(n + '_ms', math.nan):>{max(13, len(n) + 5)}.4f}{100 * r.get(n + '_copy_fraction', math.nan):>6.0f}%"
-            if n.removesuffix("_op") in FP32_OPS_PER_OUTPUT:
+            if n in roofed:
                 roof = r.get(n + "_roofline_ms", math.nan)
                 line += f"{roof:>10.4f}{r.get(n + '_ms', math.nan) / roof:>7.2f}"
         if "official" in names:

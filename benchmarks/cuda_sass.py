@@ -12,11 +12,15 @@ border fixes), which make it an upper bound. Out-of-line device functions (the p
 slow path) are listed apart and not counted in the kernel.
 
     python benchmarks/cuda_sass.py [--arch 90] [--source csrc/anti_alias_activation.cu] [--json out.json]
+    python benchmarks/cuda_sass.py --json benchmarks/counts/cuda_sass.json   # what bench_activation reads
+
+The JSON holds ``meta`` (the date, the target, nvcc's and cuobjdump's versions) beside the counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import shutil
@@ -281,8 +285,26 @@ def main() -> int:
     result = count(args.source, args.arch)
     print_table(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        meta = {"date": datetime.date.today().isoformat(), "target": f"sm_{args.arch}",
+                "nvcc": toolchain_version(shutil.which("nvcc")), "cuobjdump": toolchain_version(find_cuobjdump())}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(result["source"]).resolve()
+        result["source"] = str(source.relative_to(ROOT)) if source.is_relative_to(ROOT) else str(source)
+        args.json.write_text(json.dumps({"meta": meta, **result}, indent=1))
     return 0
+
+
+def toolchain_version(tool: str | None) -> str:
+    """The release line of ``tool --version`` (e.g. "Cuda compilation tools, release 13.0, V13.0.48"), else its last."""
+    if tool is None:
+        return "not found"
+    try:
+        done = subprocess.run([tool, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        return f"unknown ({err})"
+    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    release = [line for line in lines if "release" in line]
+    return (release or lines or ["unknown"])[-1]
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ row takes): one thread's count times the threads of a program, over the outputs 
 (BLOCK_T, less the forward's overlap of 2 * HALO lanes).
 
     python benchmarks/triton_sass.py [--block-t 1024] [--num-warps N] [--dtype fp32] [--tiles-per-program 1,8,16] [--json out.json]
+    python benchmarks/triton_sass.py --dtype fp32 --block-t 1024 --json benchmarks/counts/triton_sass_fp32_1024.json   # what bench_activation reads
 
 Counts are of the interior tile's path with every sine on its fast path (see ``interior_path``):
 the forward's loop over a program's tiles is counted with programs of 1, 8 and 16 interior tiles
 (``--tiles-per-program``: its once-per-program part shared by that many); the sine's rare slow
-path (the forward's second pass) is left out.
+path (the forward's second pass) is left out. The JSON also holds the forward's two parts apart
+(``forward_fp32_pipe_per_output``: ``per_tile`` and ``per_program``, so that n tiles per program
+cost per_tile + per_program / n FP32-pipe operations per output) and ``meta``: the date, the
+target, Triton's and its ptxas's versions.
 Needs Triton's bundled ptxas and ``cuobjdump`` (CUDA toolkit) on PATH; no GPU.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import importlib.util
 import json
 import os
@@ -35,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import triton  # noqa: E402
 
 from bigvgan_fast.kernels import anti_alias_activation as kernel_module  # noqa: E402
+from cuda_sass import toolchain_version  # noqa: E402  (this folder is sys.path[0])
 
 FP32_PIPE = {"FFMA", "FMUL", "FADD", "FMNMX", "FSEL", "FSETP", "FSET", "FCHK", "FSWZADD"}
 MUFU = {"MUFU"}
@@ -157,12 +163,15 @@ def summary(compiled, outputs_per_tile: int, num_warps: int, tiles_per_program: 
     for _, _, op, _ in per_tile:
         counts[op] += 1
 
-    def share(ops):
-        return round(sum(n for op, n in counts.items() if op in ops) * per_output, 2)
+    def share(ops, counted=counts):
+        return round(sum(n for op, n in counted.items() if op in ops) * per_output, 2)
 
     return {
         **resources(compiled),
         "fp32_pipe_per_output": share(FP32_PIPE),
+        # apart: n tiles per program cost per_tile + per_program / n
+        "fp32_pipe_per_output_parts": {"per_tile": share(FP32_PIPE, collections.Counter(op for *_, op, _ in per_tile)),
+                                       "per_program": share(FP32_PIPE, collections.Counter(op for *_, op, _ in once))},
         "mufu_per_output": share(MUFU),
         "memory_per_output": share(MEMORY),
         "all_per_output": round(sum(counts.values()) * per_output, 2),
@@ -231,9 +240,23 @@ def main() -> None:
               f"{r['fp32_pipe_per_output']} FP32-pipe, {r['mufu_per_output']} MUFU, "
               f"{r['memory_per_output']} memory/shuffle/barrier, {r['all_per_output']} instructions in all")
         print("   ", ", ".join(f"{op} {n}" for op, n in list(r["opcodes_per_output"].items())[:16]))
+    parts = next(iter(results.values()))["fp32_pipe_per_output_parts"]
+    print(f"forward FP32-pipe per output at n tiles per program: {parts['per_tile']} + {parts['per_program']} / n")
     if args.json:
+        meta = {"date": datetime.date.today().isoformat(), "target": "sm_90", "triton": triton.__version__,
+                "ptxas": toolchain_version(ptxas()), "cuobjdump": toolchain_version(cuobjdump()),
+                "kernel": args.kernel_file or "bigvgan_fast.kernels", "dtype": args.dtype, "block_t": args.block_t,
+                "forward_outputs_per_tile": args.block_t - 2 * halo, "num_warps": warps}
+        first = next(iter(results))
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"meta": meta, "forward_fp32_pipe_per_output": results[first]["fp32_pipe_per_output_parts"],
+                       "kernels": results}, f, indent=1)
+
+
+def ptxas() -> str:
+    """The ptxas Triton compiles with (its bundled one unless TRITON_PTXAS_PATH says otherwise)."""
+    return os.environ.get("TRITON_PTXAS_PATH") or os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
 
 
 if __name__ == "__main__":

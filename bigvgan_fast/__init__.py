@@ -19,7 +19,7 @@ from .config import DEFAULT_CONFIG, DEFAULT_REPO_ID, BigVGANConfig, ConfigError,
 from .generator import BigVGAN, receptive_field_frames
 from .convert import convert
 from .mel import mel_spectrogram
-from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta
+from .modules import Activation1d, AMPBlock1, AMPBlock2, Snake, SnakeBeta, refresh_backends
 from .streaming import stream, synthesize
 
 __version__ = "0.1.0"
@@ -50,6 +50,7 @@ __all__ = [
     "load_config",
     "mel_spectrogram",
     "receptive_field_frames",
+    "refresh_backends",
     "stream",
     "synthesize",
 ]

@@ -20,9 +20,11 @@ counted in one warning.
 The change is in place and touches no parameter or buffer: each fused module's ``forward`` is
 replaced, on that instance only, by a ``functools.partial`` of :func:`_fused_forward` that reads
 ``act.alpha``, ``act.beta`` and the two filters at every call. Under ``torch.no_grad`` /
-``inference_mode`` it takes the lean path of ``bigvgan_fast.Activation1d`` (backend and op chosen
-once per device and dtype, chosen again after ``load_state_dict`` or another ``accelerate``); with
-gradients it calls the public op with its autograd formula. The state dict is unchanged,
+``inference_mode`` it takes the lean path of ``bigvgan_fast.Activation1d``, kept in the same
+:class:`~bigvgan_fast.modules.InferenceRuns` (backend and op chosen once per device and dtype,
+chosen again after ``load_state_dict``, another ``accelerate`` or
+:func:`~bigvgan_fast.modules.refresh_backends`, e.g. after a change of ``BIGVGAN_FAST_BACKEND``);
+with gradients it calls the public op with its autograd formula. The state dict is unchanged,
 ``load_state_dict`` keeps working (new weights are used by the next call), the model still pickles
 and deep-copies, and calling ``accelerate`` again only sets the backend. ``bigvgan_fast``'s own
 ``Activation1d`` already calls the fused op: there ``accelerate`` sets its ``backend``.
@@ -32,14 +34,13 @@ from __future__ import annotations
 
 import functools
 import warnings
-import weakref
 
 import torch
 from torch import nn
 
 from .anti_alias import FILTER_TAPS, FUSED_TAPS_DTYPE, RATIO, anti_alias_activation, check_backend_name, default_filter
 from .anti_alias.policy import choose
-from .modules import Activation1d, fused_inference_call
+from .modules import INFERENCE_RUNS_ATTRIBUTE, Activation1d, InferenceRuns, fused_inference_call
 
 # Instance attributes of a fused module: the backend its fused forward asks for, and whether its
 # filters were the standard Kaiser-sinc taps when accelerate() looked.
@@ -70,18 +71,14 @@ def _note_standard_taps(module: nn.Module, *unused) -> None:
     after every ``load_state_dict`` (registered as its post-load hook), so new taps are used."""
     standard = _is_standard(module.upsample.filter) and _is_standard(module.downsample.lowpass.filter)
     setattr(module, STANDARD_TAPS_ATTRIBUTE, standard)
-    _INFERENCE_RUNS.pop(module, None)  # chosen with the old taps
+    getattr(module, INFERENCE_RUNS_ATTRIBUTE).clear()  # chosen with the old taps
 
 
-# The inference calls chosen per fused module and (device, dtype) of its input, outside the module
-# (closures do not pickle) and forgotten with it.
-_INFERENCE_RUNS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def _inference_run(module: nn.Module, x: torch.Tensor):
-    """As Activation1d's inference path: the backend chosen once, then one op call per forward. Taps
-    that are neither float32 nor the standard ones (a model cast to half precision after loading
-    other taps) take the public op, which converts them at each call."""
+def _inference_run(module: nn.Module, x: torch.Tensor, out_dtype: None = None):
+    """As Activation1d's inference path, (backend, call): the backend chosen once, then one op call
+    per forward (writing x's dtype: ``out_dtype`` is always None here). Taps that are neither float32 nor the
+    standard ones (a model cast to half precision after loading other taps) take the public op,
+    which converts them at each call."""
     name = choose(getattr(module, BACKEND_ATTRIBUTE), x.device.type, x.dtype, False)
     up, down = module.upsample._buffers, module.downsample.lowpass._buffers
     taps = []
@@ -91,31 +88,27 @@ def _inference_run(module: nn.Module, x: torch.Tensor):
             buffers = {"filter": chosen}  # the exact standard taps, fixed for this (device, dtype)
         taps.append((buffers, "filter"))
     if name == "torch" or any(b["filter"].dtype != FUSED_TAPS_DTYPE for b, _ in taps):
-        return functools.partial(_public_op_forward, module)
-    return fused_inference_call(name, x, module.act, *taps)
+        # The backend chosen, not the module's: "auto" would be chosen again (from
+        # BIGVGAN_FAST_BACKEND) at every call, the kept choice only for the fused backends.
+        return name, functools.partial(_public_op_forward, module, backend=name)
+    return name, fused_inference_call(name, x, module.act, *taps)
 
 
 def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        runs = _INFERENCE_RUNS.get(module)
-        if runs is None:
-            runs = _INFERENCE_RUNS[module] = {}
-        key = (x.device, x.dtype)
-        run = runs.get(key)
-        if run is None:
-            run = runs[key] = _inference_run(module, x)
-        return run(x)
+        return module.__dict__[INFERENCE_RUNS_ATTRIBUTE](functools.partial(_inference_run, module), x)
     return _public_op_forward(module, x)
 
 
-def _public_op_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _public_op_forward(module: nn.Module, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """The public op on ``backend`` (None: the one accelerate() was given)."""
     act = module.act
     return anti_alias_activation(
         x,
         act.alpha,
         getattr(act, "beta", None),
         alpha_logscale=bool(act.alpha_logscale),
-        backend=getattr(module, BACKEND_ATTRIBUTE),
+        backend=getattr(module, BACKEND_ATTRIBUTE) if backend is None else backend,
         upsample_filter=_taps(module, module.upsample.filter, x),
         downsample_filter=_taps(module, module.downsample.lowpass.filter, x),
     )
@@ -207,6 +200,8 @@ def accelerate(model: nn.Module, backend: str = "auto") -> int:
             module.backend = backend
             continue
         setattr(module, BACKEND_ATTRIBUTE, backend)
+        if not isinstance(module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE), InferenceRuns):
+            setattr(module, INFERENCE_RUNS_ATTRIBUTE, InferenceRuns())
         _note_standard_taps(module)  # also forgets the inference calls chosen for the old backend
         current = module.__dict__.get("forward")
         if not (isinstance(current, functools.partial) and current.func is _fused_forward):

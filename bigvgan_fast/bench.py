@@ -1,7 +1,8 @@
 """``python -m bigvgan_fast bench``: the generator's speed with random weights (no download).
 
 Times the eager forward and, on a GPU, the same forward replayed from a CUDA graph
-(:mod:`bigvgan_fast.graphs`); reports the backend that actually ran, min / median / max of the
+(:mod:`bigvgan_fast.graphs`); reports the backend that actually ran for each (x dtype, output
+dtype) pair of the activations (:func:`bigvgan_fast.modules.backends_ran`), min / median / max of the
 steady state, the first (warm-up) call and the graph capture apart from it, and the speed as
 "N x faster than real time" (seconds of audio per second of compute).
 """
@@ -13,10 +14,9 @@ import time
 
 import torch
 
-from .anti_alias import policy
 from .config import load_config
 from .generator import BigVGAN
-from .modules import Activation1d
+from .modules import Activation1d, backends_ran
 from .precision import HALF_DTYPES, to_dtype
 from .streaming import input_dtype
 from .timing import measure, synchronize
@@ -70,8 +70,6 @@ def bench_generator(
     mel = torch.randn(batch, h.num_mels, frames, device=device, dtype=input_dtype(model))
     samples = batch * frames * h.upsample_factor
     audio_s = samples / batch / h.sampling_rate
-    ran = "none (conv_only)" if conv_only else policy.choose(backend, device.type, dtype, False)
-
     def eager():
         with torch.inference_mode():
             model(mel)
@@ -82,7 +80,6 @@ def bench_generator(
         "dtype": str(dtype).removeprefix("torch."),
         "precision": precision,
         "backend_requested": backend,
-        "backend": ran,
         "batch": batch,
         "frames": frames,
         "output_samples": samples,
@@ -107,7 +104,27 @@ def bench_generator(
         if mode == "graph":
             row["captures"] = runner.captures
         result[mode] = row
+    # What ran, not what the model's dtype would choose: the mixed half-precision mode's activations
+    # read float32 and write half precision too, each pair a backend choice of its own.
+    result["activation_calls"] = backends_ran(model)
+    result["backend"] = "none (conv_only)" if conv_only else "+".join(_backend_names(result["activation_calls"]))
     return result
+
+
+def _backend_names(calls: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row["backend"] for row in calls))
+
+
+def describe_backends(calls: list[dict]) -> str:
+    """The rows of :func:`bigvgan_fast.modules.backends_ran` in words: "cuda for float32->bfloat16
+    (54 activations), bfloat16->bfloat16 (54), float32->float32 (1)"; backends apart by "; "."""
+    if not calls:
+        return "none (no activation ran)"
+    parts = []
+    for name in _backend_names(calls):
+        pairs = [f"{row['x_dtype']}->{row['out_dtype']} ({row['activations']})" for row in calls if row["backend"] == name]
+        parts.append(f"{name} for " + ", ".join(pairs))
+    return "; ".join(parts).replace(")", " activations)", 1)  # the unit once, at the first count
 
 
 def _identity(x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -123,9 +140,10 @@ def real_time(factor: float) -> str:
 
 
 def format_result(result: dict) -> str:
+    ran = result["backend"] if result["backend"].startswith("none") else describe_backends(result["activation_calls"])
     lines = [
-        f"{result['config']} | {result['device']} | {result['dtype']} ({result['precision']}) | backend {result['backend']}"
-        + (f" (asked: {result['backend_requested']})" if result["backend_requested"] != result["backend"] else "")
+        f"{result['config']} | {result['device']} | {result['dtype']} ({result['precision']}) | backend {ran}"
+        + (f" | asked: {result['backend_requested']}" if result["backend_requested"] != result["backend"] else "")
         + f" | batch {result['batch']} x {result['frames']} frames = {result['audio_seconds']:.2f} s of audio"
     ]
     for mode in ("eager", "graph"):

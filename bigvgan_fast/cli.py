@@ -170,12 +170,12 @@ class _VocodeProgress:
 
 
 def cmd_vocode(args) -> int:
-    from .anti_alias.policy import choose
-    from .bench import real_time
+    from .bench import describe_backends, real_time
     from .checkpoint import load_generator_state_dict, newer_pt_note, resolve_checkpoint_files
     from .files import check_writable
     from .generator import BigVGAN
     from .mel import mel_spectrogram
+    from .modules import backends_ran
     from .precision import to_dtype
     from .wav import WavError, read_wav_channels, write_wav
 
@@ -214,13 +214,10 @@ def cmd_vocode(args) -> int:
         _progress("note: " + note)
     model = BigVGAN.from_state_dict(h, load_generator_state_dict(weights_path), source=str(weights_path), backend=args.backend)
     model = to_dtype(model.to(device), dtype, args.precision)
-    backend = choose(args.backend, device.type, dtype, False)
-    if args.backend == "auto":
-        backend += " (auto)"
     frames = mel.shape[-1]
     audio_seconds = frames * h.upsample_factor / h.sampling_rate
     precision = f"{args.dtype} ({args.precision})" if dtype in (torch.float16, torch.bfloat16) else args.dtype
-    _progress(f"vocoding {frames} mel frames ({audio_seconds:.2f} s of audio), backend {backend}, {precision}")
+    _progress(f"vocoding {frames} mel frames ({audio_seconds:.2f} s of audio), backend {args.backend} asked, {precision}")
     progress = _VocodeProgress(model, frames, args.chunk_frames)
     try:
         audio = model.synthesize(
@@ -232,6 +229,8 @@ def cmd_vocode(args) -> int:
         progress.close()
     elapsed = time.perf_counter() - progress.start
     write_wav(args.output, audio, h.sampling_rate)
+    # What ran for each (x dtype, output dtype) pair: the mixed half-precision mode has three.
+    backend = describe_backends(backends_ran(model)) + (" (auto)" if args.backend == "auto" else "")
     print(
         f"wrote {args.output}: {audio_seconds:.2f} s at {h.sampling_rate} Hz in {elapsed:.2f} s, "
         f"{real_time(audio_seconds / max(elapsed, 1e-9))} | weights {weights_path} | backend {backend} | {precision} on {device}"

@@ -146,6 +146,76 @@ def fused_inference_call(name: str, x: torch.Tensor, act: nn.Module, upsample_ta
     return run
 
 
+class InferenceRuns(dict):
+    """The lean inference calls of one anti-aliased activation (:class:`Activation1d`, or a module
+    :func:`bigvgan_fast.accelerate` fused), kept per (device, x dtype, out dtype): ``runs(make, x,
+    out_dtype)`` runs the kept call, made by ``make(x, out_dtype) -> (backend name, call)`` on the
+    first call of a kind; ``ran`` records, per kind, the backend and the dtype that first call wrote
+    (for :func:`backends_ran`). Emptied (``clear``) to choose again: see :func:`refresh_backends` for
+    when. Pickled and copied empty: the calls are closures, remade on use."""
+
+    def __init__(self):
+        super().__init__()
+        self.ran: dict[tuple, tuple[str, torch.dtype]] = {}
+
+    def __reduce__(self):
+        return InferenceRuns, ()
+
+    def clear(self) -> None:
+        super().clear()
+        self.ran.clear()
+
+    def __call__(self, make, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        # x.device, not its type: the exact standard taps of an accelerated half-precision module
+        # are made on the device of its first call (accelerate._taps).
+        key = (x.device, x.dtype, out_dtype)
+        run = self.get(key)
+        if run is not None:
+            return run(x)
+        backend, run = make(x, out_dtype)
+        y = run(x)
+        self[key] = run
+        self.ran[key] = (backend, y.dtype)
+        return y
+
+
+# The attribute holding an activation's InferenceRuns, on Activation1d and on accelerated modules.
+INFERENCE_RUNS_ATTRIBUTE = "_inference_runs"
+
+
+def backends_ran(model: nn.Module) -> list[dict]:
+    """What the inference calls of ``model``'s anti-aliased activations ran since they last chose
+    (:func:`refresh_backends`): one row per backend and (x dtype, output dtype) pair, with the number
+    of activations that ran it, most first. The mixed half-precision mode, for one, runs three pairs
+    in each model: float32 -> half (each AMP layer's first activation), half -> half (its second),
+    float32 -> float32 (``activation_post``). "torch" also counts activations the fused op cannot
+    compute, which run their modules. Empty before the first inference call."""
+    counts: dict[tuple[str, torch.dtype, torch.dtype], int] = {}
+    for module in model.modules():
+        runs = module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE)
+        if isinstance(runs, InferenceRuns):
+            for (_, x_dtype, _), (backend, y_dtype) in runs.ran.items():
+                counts[backend, x_dtype, y_dtype] = counts.get((backend, x_dtype, y_dtype), 0) + 1
+    rows = [{"backend": backend, "x_dtype": str(x_dtype).removeprefix("torch."),
+             "out_dtype": str(y_dtype).removeprefix("torch."), "activations": n}
+            for (backend, x_dtype, y_dtype), n in counts.items()]
+    return sorted(rows, key=lambda row: -row["activations"])
+
+
+def refresh_backends(model: nn.Module) -> None:
+    """Make every anti-aliased activation in ``model`` choose its backend again at its next
+    inference call: bigvgan_fast's :class:`Activation1d` and the modules
+    :func:`bigvgan_fast.accelerate` fused. Their choices are kept across calls, so a change of
+    ``BIGVGAN_FAST_BACKEND`` (or of ``TRITON_INTERPRET``, after ``policy.clear_cache()``) applies to
+    a model that already ran only after this. Casts and moves (``to()``, ``half()``), a change of
+    ``backend``, ``accelerate()`` and ``load_state_dict`` of an accelerated module choose again
+    by themselves."""
+    for module in model.modules():
+        runs = module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE)
+        if isinstance(runs, InferenceRuns):
+            runs.clear()
+
+
 class Activation1d(nn.Module):
     """Anti-aliased activation: ``downsample(act(upsample(x)))``.
 
@@ -160,11 +230,12 @@ class Activation1d(nn.Module):
     parameters, by type promotion).
 
     Inference (no gradient being recorded, not inside ``torch.compile``) takes a lean path: the
-    backend and the op are chosen once per (device type, x dtype, out dtype) and kept, and each call
+    backend and the op are chosen once per (device, x dtype, out dtype) and kept, and each call
     is one op call with the parameters and taps read straight from the modules' dictionaries (so
     reassigned or reloaded parameters are used at once). The choice is made again after ``to()`` /
-    ``half()`` and the like, after a change of ``backend``, and on :meth:`refresh` (e.g. after
-    changing ``BIGVGAN_FAST_BACKEND``). Training takes the op with its autograd formula.
+    ``half()`` and the like, after a change of ``backend``, and on :meth:`refresh` or
+    :func:`refresh_backends` (e.g. after changing ``BIGVGAN_FAST_BACKEND``). Training takes the op
+    with its autograd formula.
     """
 
     def __init__(
@@ -193,12 +264,7 @@ class Activation1d(nn.Module):
 
     def refresh(self) -> None:
         """Forget the inference path's choices; the next call chooses again."""
-        self.__dict__["_inference_runs"] = {}
-
-    def __getstate__(self):  # the kept choices hold closures: not pickled, remade on use
-        state = dict(super().__getstate__())
-        state["_inference_runs"] = {}
-        return state
+        self.__dict__[INFERENCE_RUNS_ATTRIBUTE] = InferenceRuns()
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -224,13 +290,14 @@ class Activation1d(nn.Module):
             )
         return self.downsample(self.act(self.upsample(x)))
 
-    def _op_forward(self, x: torch.Tensor, out_dtype: torch.dtype | None) -> torch.Tensor:
+    def _op_forward(self, x: torch.Tensor, out_dtype: torch.dtype | None, backend: str | None = None) -> torch.Tensor:
+        """The public op on ``backend`` (None: ``self.backend``)."""
         return anti_alias_activation(
             x,
             self.act.alpha,
             self.act.beta,
             alpha_logscale=self.act.alpha_logscale,
-            backend=self.backend,
+            backend=self.backend if backend is None else backend,
             upsample_filter=self.upsample.filter,
             downsample_filter=self.downsample.lowpass.filter,
             out_dtype=out_dtype,
@@ -248,18 +315,21 @@ class Activation1d(nn.Module):
         return run
 
     def _inference_run(self, x: torch.Tensor, out_dtype: torch.dtype | None):
-        """The lean call for inputs like ``x`` writing ``out_dtype``: chosen once, kept in ``_inference_runs``."""
+        """(backend, the lean call) for inputs like ``x`` writing ``out_dtype``: chosen once, kept in
+        ``_inference_runs`` (:class:`InferenceRuns`)."""
         check_out_dtype(out_dtype)
         unfused = self._unfused_writing(out_dtype)
         if not self.fusable:
-            return unfused
+            return "torch", unfused
         name = policy.choose(self.backend, x.device.type, x.dtype, False, out_dtype=out_dtype)
         if name == "torch":
             # What the autograd path runs, so that both give the same result: the modules on backend
             # "torch", else the op (whose torch path computes in x's dtype; the modules would promote
-            # a half x to float32 parameters).
-            return unfused if self.backend == "torch" else functools.partial(self._op_forward, out_dtype=out_dtype)
-        return fused_inference_call(
+            # a half x to float32 parameters), on "torch" as chosen: "auto" would be chosen again (from
+            # BIGVGAN_FAST_BACKEND) at every call.
+            return name, unfused if self.backend == "torch" else functools.partial(self._op_forward, out_dtype=out_dtype,
+                                                                                   backend=name)
+        return name, fused_inference_call(
             name, x, self.act, (self.upsample._buffers, "filter"), (self.downsample.lowpass._buffers, "filter"),
             out_dtype,
         )
@@ -268,11 +338,7 @@ class Activation1d(nn.Module):
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
             if out_dtype is not None and type(out_dtype) is not torch.dtype:
                 check_out_dtype(out_dtype)  # raises before an unhashable value meets the dictionary
-            key = (x.device.type, x.dtype, out_dtype)
-            run = self._inference_runs.get(key)
-            if run is None:
-                run = self._inference_runs[key] = self._inference_run(x, out_dtype)
-            return run(x)
+            return self._inference_runs(self._inference_run, x, out_dtype)
         if self.backend != "torch" and self.fusable:
             return self._op_forward(x, out_dtype)
         check_out_dtype(out_dtype)

@@ -22,8 +22,10 @@ import pytest
 import torch.nn.functional as F
 from torch import nn
 
-from bigvgan_fast import BigVGAN, load_config
+from bigvgan_fast import BigVGAN, load_config, refresh_backends
 from bigvgan_fast.accelerate import BACKEND_ATTRIBUTE, accelerate
+from bigvgan_fast.anti_alias import policy
+from bigvgan_fast.modules import Activation1d, SnakeBeta, backends_ran
 from bigvgan_fast.checkpoint import load_generator_state_dict
 from conftest import TINY, small_config, spread_snake_parameters
 from definition import assert_close_to_definition, definition, spec_filter
@@ -383,6 +385,38 @@ def test_explicit_backend_that_cannot_run_raises_at_the_call():
     accelerate(model, backend="cuda")  # the CUDA extension never takes CPU tensors
     with pytest.raises(BackendUnavailableError, match="backend 'cuda' cannot run here"):
         model(torch.randn(1, 3, 5))
+
+
+def test_backend_variable_applies_to_both_kinds_of_activation_after_refresh_backends(monkeypatch, kernel_calls):
+    """An accelerated look-alike and bigvgan_fast's Activation1d keep their inference choices in the
+    same InferenceRuns: a change of BIGVGAN_FAST_BACKEND applies to both at refresh_backends, not
+    before (the accelerated module's choices were once never refreshed but by another accelerate)."""
+    own = Activation1d(SnakeBeta(6, alpha_logscale=True))
+    with torch.no_grad():
+        own.act.alpha.copy_(0.3 * torch.randn(6, generator=torch.Generator().manual_seed(2)))
+        own.act.beta.copy_(0.3 * torch.randn(6, generator=torch.Generator().manual_seed(3)))
+    model = nn.Sequential(LookAlikeActivation(6, seed=1), own).eval()
+    assert accelerate(model) == 2  # backend "auto", which the variable replaces
+    x = 2 * torch.randn(1, 6, 30, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setenv(policy.ENV_VAR, "torch")
+    with torch.inference_mode():
+        on_torch = model(x)
+    assert kernel_calls == []
+    monkeypatch.setenv(policy.ENV_VAR, "triton")
+    with torch.inference_mode():
+        kept = model(x)
+    assert kernel_calls == [] and torch.equal(kept, on_torch)  # the choices are kept until a refresh
+    refresh_backends(model)
+    with torch.inference_mode():
+        on_triton = model(x)
+    assert len(kernel_calls) == 2  # both activations, one launch each
+    assert max_abs(on_triton, on_torch) <= TOLERANCE
+    assert backends_ran(model) == [{"backend": "triton", "x_dtype": "float32", "out_dtype": "float32", "activations": 2}]
+    monkeypatch.setenv(policy.ENV_VAR, "torch")
+    refresh_backends(model)
+    with torch.inference_mode():
+        assert torch.equal(model(x), on_torch)
+    assert len(kernel_calls) == 2
 
 
 # --- bigvgan_fast's own generator ----------------------------------------------------------------

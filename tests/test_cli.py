@@ -35,14 +35,26 @@ def test_bench_runs_on_cpu_without_download(tmp_path):
     assert eager["min_ms"] <= eager["median_ms"] <= eager["max_ms"] and eager["mhz"] > 0 and eager["first_call_ms"] > 0
 
 
-def test_bench_half_precision_modes(tmp_path):
-    for precision in ("mixed", "cast"):
+def test_bench_half_precision_modes_report_each_dtype_pair_that_ran(tmp_path):
+    # The 22 kHz model: 54 AMP layers of two activations, and activation_post. In the mixed mode
+    # each layer's first activation reads the float32 residual and writes bfloat16, its second
+    # reads and writes bfloat16, activation_post stays float32: three calls of their own, each with
+    # its backend (on a CPU "auto" is torch for all of them).
+    ran = {
+        "mixed": ([("torch", "float32", "bfloat16", 54), ("torch", "bfloat16", "bfloat16", 54), ("torch", "float32", "float32", 1)],
+                  "backend torch for float32->bfloat16 (54 activations), bfloat16->bfloat16 (54), float32->float32 (1)"),
+        "cast": ([("torch", "bfloat16", "bfloat16", 109)], "backend torch for bfloat16->bfloat16 (109 activations)"),
+    }
+    for precision, (rows, line) in ran.items():
         out = run("bench", "--config", "bigvgan_v2_22khz_80band_256x", "--frames", "2", "--repeats", "1", "--warmup", "0",
                   "--dtype", "bfloat16", "--precision", precision, "--json", str(tmp_path / f"{precision}.json"))
-        assert f"bfloat16 ({precision})" in out.stdout
+        assert f"bfloat16 ({precision})" in out.stdout and line in out.stdout, out.stdout
         import json
 
-        assert json.loads((tmp_path / f"{precision}.json").read_text())["precision"] == precision
+        result = json.loads((tmp_path / f"{precision}.json").read_text())
+        assert result["precision"] == precision and result["backend"] == "torch"
+        calls = [(r["backend"], r["x_dtype"], r["out_dtype"], r["activations"]) for r in result["activation_calls"]]
+        assert calls == rows
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -164,7 +176,8 @@ def test_vocode_says_what_ran(capsys, model_dir, tmp_path):
     code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir)
     assert code == 0
     assert f"weights {model_dir / 'bigvgan_generator.pt'}" in out
-    assert "backend torch (auto)" in out and "float32 on cpu" in out  # what backends() marks auto on a CPU
+    # what ran (backends() marks torch auto on a CPU): each activation, float32 in and out
+    assert "backend torch for float32->float32 (109 activations) (auto)" in out and "float32 on cpu" in out
     assert __import__("re").search(r"in \d+\.\d\d s, \d[\d,]*\.\dx (faster|slower) than real time", out), out
     assert "0.06 s at 22050 Hz" in out  # 5 frames x 256 / 22050
 

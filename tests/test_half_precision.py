@@ -1,21 +1,19 @@
 """The half-precision modes (bigvgan_fast.precision): quality bounds against float64, the float16
 overflow guard, and the API. CPU, the tiny 22 kHz-structure generator (64 initial channels) with
-random weights scaled so that every layer shapes the signal (bench_quality.unit_scale_weights); the
+random weights scaled so that every layer shapes the signal (quality.unit_scale_weights); the
 activations run on the torch backend, in their input's dtype."""
 
 from __future__ import annotations
 
 import copy
 import os
-import sys
 
 import pytest
 import torch
 
 from bigvgan_fast import Activation1d, BigVGAN, anti_alias_activation_ref
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from bench_quality import multi_resolution_stft_distance, relative_l2, speech_like_mel, to_tf32, unit_scale_weights  # noqa: E402
+from quality import multi_resolution_stft_distance, relative_l2, speech_like_mel, to_tf32, unit_scale_weights
 
 TINY = os.path.join(os.path.dirname(__file__), "golden", "tiny_generator")
 FRAMES = 16

@@ -15,7 +15,7 @@ from torch import nn
 
 from bigvgan_fast import BigVGAN, load_config
 from bigvgan_fast.anti_alias import policy
-from bigvgan_fast.modules import Activation1d, SnakeBeta
+from bigvgan_fast.modules import Activation1d, SnakeBeta, backends_ran
 from bigvgan_fast.streaming import chunk_windows, synthesize
 from conftest import SMALL_OVERRIDES, small_config
 from definition import assert_close_to_definition, definition
@@ -80,7 +80,7 @@ def test_lean_path_chooses_again_after_cast_and_backend_change(monkeypatch):
     x = random_x((1, 3, 16))
     with torch.inference_mode():
         module(x)
-    assert set(module._inference_runs) == {("cpu", torch.float32, None)}  # (device type, x dtype, out_dtype asked)
+    assert set(module._inference_runs) == {(x.device, torch.float32, None)}  # (device, x dtype, out_dtype asked)
     module.double()
     assert module._inference_runs == {}  # _apply forgets the choices
     with torch.inference_mode():
@@ -109,6 +109,26 @@ def test_explicit_unavailable_backend_raises_on_the_lean_path_too():
         pytest.skip("the CUDA extension runs here")
     with torch.inference_mode(), pytest.raises(policy.BackendUnavailableError, match="cuda"):
         module(random_x((1, 3, 8)))
+
+
+@pytest.mark.skipif(TRITON is not None, reason=str(TRITON))
+def test_backends_ran_names_each_dtype_pair_of_the_mixed_mode():
+    # Two stages of one AMPBlock1 with dilations (1, 2): 4 AMP layers, each a first activation
+    # reading the float32 residual and writing bfloat16 and a second in bfloat16; activation_post
+    # stays float32.
+    torch.manual_seed(0)
+    config = small_config(resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 2]])
+    model = BigVGAN(config, use_weight_norm=False, backend="triton").eval().to_half_precision(torch.bfloat16, "mixed")
+    assert backends_ran(model) == []
+    with torch.inference_mode():
+        model(torch.randn(1, SMALL_OVERRIDES["num_mels"], 6, generator=torch.Generator().manual_seed(5)))
+    assert backends_ran(model) == [
+        {"backend": "triton", "x_dtype": "float32", "out_dtype": "bfloat16", "activations": 4},
+        {"backend": "triton", "x_dtype": "bfloat16", "out_dtype": "bfloat16", "activations": 4},
+        {"backend": "triton", "x_dtype": "float32", "out_dtype": "float32", "activations": 1},
+    ]
+    model.set_backend("torch")  # chooses again: nothing ran since
+    assert backends_ran(model) == []
 
 
 # --- chunked synthesis on fixed windows ----------------------------------------------------------------

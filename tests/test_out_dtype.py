@@ -266,11 +266,10 @@ def test_lean_path_is_chosen_per_device_x_dtype_and_out_dtype(backend):
     asked = [(x, None), (x, F32), (x, BF16), (x, F16), (x.to(BF16), F32)]
     with torch.inference_mode():
         lean = [module(xi, out_dtype=od) for xi, od in asked]
-        run = module._inference_runs[(x.device.type, F32, BF16)]
+        run = module._inference_runs[(x.device, F32, BF16)]
         again = module(x, out_dtype=BF16)
-    device_type = torch.device(DEVICE).type
-    assert set(module._inference_runs) == {(device_type, xi.dtype, od) for xi, od in asked}
-    assert module._inference_runs[(device_type, F32, BF16)] is run  # chosen once, reused
+    assert set(module._inference_runs) == {(x.device, xi.dtype, od) for xi, od in asked}
+    assert module._inference_runs[(x.device, F32, BF16)] is run  # chosen once, reused
     assert torch.equal(again, lean[2])
     for (xi, od), y in zip(asked, lean):
         assert y.dtype == (xi.dtype if od is None else od)
