@@ -1033,13 +1033,17 @@ class _PreparedForward:
             params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
             x, out = (data[:64], written[:64]) if aligned else (data[1:65], written[1:65])
+            constexprs = dict(HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
+                              USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather))
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
-                HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
-                USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
-                num_warps=num_warps, grid=(1,))
-        self._compiled[block_t, aligned] = compiled
-        return compiled
+                **constexprs, num_warps=num_warps, grid=(1,))
+        # The compiled kernel's runner takes one value per entry of its signature, in parameter order:
+        # Triton >= 3.3 lists every parameter there (its launcher skips the constexprs), 3.0-3.2 only
+        # the others (a constexpr passed there is one argument too many).
+        takes_constexprs = len(compiled.src.signature) == len(_anti_alias_activation_forward_kernel.arg_names)
+        self._compiled[block_t, aligned] = compiled, tuple(constexprs.values()) if takes_constexprs else ()
+        return self._compiled[block_t, aligned]
 
     def __call__(self, x, out, alpha, beta, up, down):
         if not (x.dtype is self.dtype and out.dtype is self.out_dtype and out.shape == x.shape
@@ -1063,14 +1067,13 @@ class _PreparedForward:
         if block_t is None:
             block_t = _default_block_t(T, self.use_gather, True)
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
-        compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
+        compiled, constexprs = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
         halo = _forward_halo(block_t, self.use_gather)
         n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
         tiles_per_program = max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, B * C * n_tiles // self.programs_wanted))
         compiled[(-(-n_tiles // tiles_per_program), C, B)](
-            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program, *constexprs,
             stream=self._current_stream(self.device_index))
         return out
