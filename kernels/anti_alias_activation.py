@@ -194,8 +194,10 @@ def _reduce_mod_pi(v):
     """r = v - k*pi, k = rint(v / pi), so |r| <= pi/2 (plus rounding); sin(v)^2 = sin(r)^2 and
     sin(2v) = sin(2r). Exact up to one rounding and the dropped third constant for |v| < FAST_MAX."""
     k = tl.fma(v, INV_PI, MAGIC) - MAGIC
-    r = tl.fma(-k, PI_A, v)
-    return tl.fma(-k, PI_B, r)
+    # k times the negated constants (the same roundings as -k times them): Triton 3.6 computes -k
+    # with an FADD of its own, one per sine (sm_90 forward: 42.87 -> 40.84 FP32-pipe per output).
+    r = tl.fma(k, -PI_A, v)
+    return tl.fma(k, -PI_B, r)
 
 
 @triton.jit
