@@ -87,6 +87,16 @@ import torch
 import triton
 import triton.language as tl
 
+# The oldest Triton that compiles every variant the launchers use (benchmarks/triton_sass.py
+# --variants, sm_90): 3.0-3.2 have no tl.gather, and their JIT resolves every tl.* name a kernel
+# mentions, a branch that a constexpr removes included; 3.3 fails on the forward's loop over tiles
+# at BLOCK_T 512 and 1024 (TritonGPUOptimizeThreadLocality). Checked here, so that the backend
+# reports it as its reason.
+MIN_TRITON = (3, 4)
+if tuple(int(part) for part in triton.__version__.split(".")[:2]) < MIN_TRITON:
+    raise ImportError(f"the Triton kernels need Triton >= {MIN_TRITON[0]}.{MIN_TRITON[1]}, found {triton.__version__}")
+
+
 def _interpreted() -> bool:
     """Whether @triton.jit gives interpreted functions (TRITON_INTERPRET=1), as Triton decides it."""
     knobs = getattr(triton, "knobs", None)
@@ -105,8 +115,9 @@ _MIN_BLOCK_T = 16
 _MAX_BLOCK_T_RECOMPUTE = 128
 # CUDA's limit of grid axes 1 and 2 (the forward's channel and batch axes).
 _MAX_GRID_YZ = 65535
-# tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
-USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
+# tl.gather through shared memory (two sines per output) rather than recomputing neighbours
+# (use_gather=False: the fallback in case a Triton version mis-compiles the gather).
+USE_GATHER = True
 
 # The shared fast sine (bigvgan_fast/fast_sine.py holds the same constants, its docs the error
 # bound): reduction modulo pi by Cody-Waite with two constants, then a sine of |r| <= pi/2.
@@ -1040,11 +1051,10 @@ class _PreparedForward:
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
                 **constexprs, num_warps=num_warps, grid=(1,))
-        # The compiled kernel's runner takes one value per entry of its signature, in parameter order:
-        # Triton >= 3.3 lists every parameter there (its launcher skips the constexprs), 3.0-3.2 only
-        # the others (a constexpr passed there is one argument too many).
-        takes_constexprs = len(compiled.src.signature) == len(_anti_alias_activation_forward_kernel.arg_names)
-        self._compiled[block_t, aligned] = compiled, tuple(constexprs.values()) if takes_constexprs else ()
+        # The compiled kernel's runner takes one value per parameter, in order, the constexprs too
+        # (its launcher skips them): so since Triton 3.3 (3.0-3.2 took the others only).
+        # tests/test_triton_launch_contract.py checks this against the installed Triton.
+        self._compiled[block_t, aligned] = compiled, tuple(constexprs.values())
         return self._compiled[block_t, aligned]
 
     def __call__(self, x, out, alpha, beta, up, down):

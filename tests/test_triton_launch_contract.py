@@ -143,5 +143,22 @@ def test_prepared_launch_matches_the_compiled_kernel(records, case):
     assert ordinary["grid"][1:] == [C, B]
 
 
+@pytest.mark.parametrize("version", ["3.3.1", "3.4.0", "3.10.0"])
+def test_kernels_refuse_a_triton_that_cannot_compile_them(monkeypatch, version):
+    """Below MIN_TRITON (3.4) importing the kernels fails with the reason, which the backend
+    reports; the version is compared as numbers (3.10 > 3.4)."""
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", version)
+    spec = importlib.util.spec_from_file_location("kernels_version_check", ROOT / "kernels" / "anti_alias_activation.py")
+    module = importlib.util.module_from_spec(spec)
+    if version == "3.3.1":
+        with pytest.raises(ImportError, match=r"need Triton >= 3\.4, found 3\.3\.1"):
+            spec.loader.exec_module(module)
+    else:
+        spec.loader.exec_module(module)
+        assert module.MIN_TRITON == (3, 4)
+
+
 if __name__ == "__main__":
     _record(sys.argv[1])
