@@ -233,7 +233,7 @@ def offline_gpu(module, arch: int = 90, multiprocessors: int = H200_MULTIPROCESS
                      enter_hook, exit_hook, *args):
             launches.append(Launch(compiled[id(self.src)], (grid_x, grid_y, grid_z), stream, args))
 
-    # module, function, registers, spills and (from Triton 3.4) threads per block
+    # module, function, registers, spills and, where Triton asks for it (3.4 on), threads per block
     loaded = (None, None, 0, 0, 1024)
     if "n_max_threads" not in inspect.getsource(triton_compiler.CompiledKernel._init_handles):
         loaded = loaded[:4]
