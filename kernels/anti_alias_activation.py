@@ -87,6 +87,16 @@ import torch
 import triton
 import triton.language as tl
 
+# The oldest Triton that compiles every variant the launchers use (benchmarks/triton_sass.py
+# --variants, sm_90): 3.0-3.2 have no tl.gather, and their JIT resolves every tl.* name a kernel
+# mentions, a branch that a constexpr removes included; 3.3 fails on the forward's loop over tiles
+# at BLOCK_T 512 and 1024 (TritonGPUOptimizeThreadLocality). Checked here, so that the backend
+# reports it as its reason.
+MIN_TRITON = (3, 4)
+if tuple(int(part) for part in triton.__version__.split(".")[:2]) < MIN_TRITON:
+    raise ImportError(f"the Triton kernels need Triton >= {MIN_TRITON[0]}.{MIN_TRITON[1]}, found {triton.__version__}")
+
+
 def _interpreted() -> bool:
     """Whether @triton.jit gives interpreted functions (TRITON_INTERPRET=1), as Triton decides it."""
     knobs = getattr(triton, "knobs", None)
@@ -105,8 +115,9 @@ _MIN_BLOCK_T = 16
 _MAX_BLOCK_T_RECOMPUTE = 128
 # CUDA's limit of grid axes 1 and 2 (the forward's channel and batch axes).
 _MAX_GRID_YZ = 65535
-# tl.gather through shared memory (two sines per output) rather than recomputing neighbours.
-USE_GATHER = hasattr(tl, "gather")  # tl.gather exists from Triton 3.3; before it, recompute
+# tl.gather through shared memory (two sines per output) rather than recomputing neighbours
+# (use_gather=False: the fallback in case a Triton version mis-compiles the gather).
+USE_GATHER = True
 
 # The shared fast sine (bigvgan_fast/fast_sine.py holds the same constants, its docs the error
 # bound): reduction modulo pi by Cody-Waite with two constants, then a sine of |r| <= pi/2.
@@ -194,8 +205,10 @@ def _reduce_mod_pi(v):
     """r = v - k*pi, k = rint(v / pi), so |r| <= pi/2 (plus rounding); sin(v)^2 = sin(r)^2 and
     sin(2v) = sin(2r). Exact up to one rounding and the dropped third constant for |v| < FAST_MAX."""
     k = tl.fma(v, INV_PI, MAGIC) - MAGIC
-    r = tl.fma(-k, PI_A, v)
-    return tl.fma(-k, PI_B, r)
+    # k times the negated constants (the same roundings as -k times them): Triton 3.6 computes -k
+    # with an FADD of its own, one per sine (sm_90 forward: 42.87 -> 40.84 FP32-pipe per output).
+    r = tl.fma(k, -PI_A, v)
+    return tl.fma(k, -PI_B, r)
 
 
 @triton.jit
@@ -1033,13 +1046,16 @@ class _PreparedForward:
             params = torch.empty(32, dtype=self.param_dtype, device=self.device)[1:]
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
             x, out = (data[:64], written[:64]) if aligned else (data[1:65], written[1:65])
+            constexprs = dict(HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
+                              USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather))
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
-                HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
-                USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather),
-                num_warps=num_warps, grid=(1,))
-        self._compiled[block_t, aligned] = compiled
-        return compiled
+                **constexprs, num_warps=num_warps, grid=(1,))
+        # The compiled kernel's runner takes one value per parameter, in order, the constexprs too
+        # (its launcher skips them): so since Triton 3.3 (3.0-3.2 took the others only).
+        # tests/test_triton_launch_contract.py checks this against the installed Triton.
+        self._compiled[block_t, aligned] = compiled, tuple(constexprs.values())
+        return self._compiled[block_t, aligned]
 
     def __call__(self, x, out, alpha, beta, up, down):
         if not (x.dtype is self.dtype and out.dtype is self.out_dtype and out.shape == x.shape
@@ -1063,14 +1079,13 @@ class _PreparedForward:
         if block_t is None:
             block_t = _default_block_t(T, self.use_gather, True)
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
-        compiled = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
+        compiled, constexprs = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
         halo = _forward_halo(block_t, self.use_gather)
         n_tiles = _tiles_per_row(T, block_t, halo)
         if B * C * n_tiles >= 2**31:
             raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
         tiles_per_program = max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, B * C * n_tiles // self.programs_wanted))
         compiled[(-(-n_tiles // tiles_per_program), C, B)](
-            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program,
-            self.has_beta, self.alpha_logscale, block_t, self.use_gather, halo,
+            x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program, *constexprs,
             stream=self._current_stream(self.device_index))
         return out
