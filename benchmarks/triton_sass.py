@@ -53,7 +53,8 @@ os.environ.pop("TRITON_INTERPRET", None)
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-from cuda_sass import toolchain_version  # noqa: E402  (this folder is sys.path[0])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # imported by path too (tests/)
+from cuda_sass import toolchain_version  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_FILE = os.path.join(ROOT, "kernels", "anti_alias_activation.py")

@@ -528,7 +528,7 @@ def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_
     return largest
 
 
-@triton.jit(do_not_specialize=["tiles_per_program"])
+@triton.jit(do_not_specialize=["n_tiles", "tiles_per_program"])
 def _anti_alias_activation_forward_kernel(
     x_ptr, y_ptr, alpha_ptr, beta_ptr, up_ptr, down_ptr,
     T, C, n_tiles, tiles_per_program,
