@@ -71,14 +71,16 @@ def _note_standard_taps(module: nn.Module, *unused) -> None:
     after every ``load_state_dict`` (registered as its post-load hook), so new taps are used."""
     standard = _is_standard(module.upsample.filter) and _is_standard(module.downsample.lowpass.filter)
     setattr(module, STANDARD_TAPS_ATTRIBUTE, standard)
-    getattr(module, INFERENCE_RUNS_ATTRIBUTE).clear()  # chosen with the old taps
+    runs = module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE)
+    if runs is not None:
+        runs.clear()  # chosen with the old taps
 
 
-def _inference_run(module: nn.Module, x: torch.Tensor, out_dtype: None = None):
+def _inference_run(module: nn.Module, x: torch.Tensor, out_dtype: None):
     """As Activation1d's inference path, (backend, call): the backend chosen once, then one op call
-    per forward (writing x's dtype: ``out_dtype`` is always None here). Taps that are neither float32 nor the
-    standard ones (a model cast to half precision after loading other taps) take the public op,
-    which converts them at each call."""
+    per forward (writing x's dtype: ``out_dtype`` is always None here, the key InferenceRuns passes).
+    Taps that are neither float32 nor the standard ones (a model cast to half precision after
+    loading other taps) take the public op, which converts them at each call."""
     name = choose(getattr(module, BACKEND_ATTRIBUTE), x.device.type, x.dtype, False)
     up, down = module.upsample._buffers, module.downsample.lowpass._buffers
     taps = []
@@ -96,7 +98,14 @@ def _inference_run(module: nn.Module, x: torch.Tensor, out_dtype: None = None):
 
 def _fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        return module.__dict__[INFERENCE_RUNS_ATTRIBUTE](functools.partial(_inference_run, module), x)
+        runs = module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE)
+        if runs is not None:
+            run = runs.get((x.device, x.dtype, None))
+            if run is not None:
+                return run(x)
+        else:  # a module accelerated and pickled before its calls were kept on it
+            runs = module.__dict__[INFERENCE_RUNS_ATTRIBUTE] = InferenceRuns()
+        return runs.first_call(functools.partial(_inference_run, module), x)
     return _public_op_forward(module, x)
 
 

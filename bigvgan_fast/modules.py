@@ -148,11 +148,12 @@ def fused_inference_call(name: str, x: torch.Tensor, act: nn.Module, upsample_ta
 
 class InferenceRuns(dict):
     """The lean inference calls of one anti-aliased activation (:class:`Activation1d`, or a module
-    :func:`bigvgan_fast.accelerate` fused), kept per (device, x dtype, out dtype): ``runs(make, x,
-    out_dtype)`` runs the kept call, made by ``make(x, out_dtype) -> (backend name, call)`` on the
-    first call of a kind; ``ran`` records, per kind, the backend and the dtype that first call wrote
-    (for :func:`backends_ran`). Emptied (``clear``) to choose again: see :func:`refresh_backends` for
-    when. Pickled and copied empty: the calls are closures, remade on use."""
+    :func:`bigvgan_fast.accelerate` fused), kept per ``(x.device, x.dtype, out_dtype)``. Callers look
+    the call up themselves (one dictionary lookup on the hot path) and on a miss call
+    ``first_call(make, x, out_dtype)``, which makes it with ``make(x, out_dtype) -> (backend name,
+    call)``, keeps it and runs it; ``ran`` records, per key, the backend and the dtype that first
+    call wrote (for :func:`backends_ran`). Emptied (``clear``) to choose again: see
+    :func:`refresh_backends` for when. Pickled and copied empty: the calls are closures, remade on use."""
 
     def __init__(self):
         super().__init__()
@@ -165,13 +166,10 @@ class InferenceRuns(dict):
         super().clear()
         self.ran.clear()
 
-    def __call__(self, make, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def first_call(self, make, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
         # x.device, not its type: the exact standard taps of an accelerated half-precision module
         # are made on the device of its first call (accelerate._taps).
         key = (x.device, x.dtype, out_dtype)
-        run = self.get(key)
-        if run is not None:
-            return run(x)
         backend, run = make(x, out_dtype)
         y = run(x)
         self[key] = run
@@ -207,9 +205,11 @@ def refresh_backends(model: nn.Module) -> None:
     inference call: bigvgan_fast's :class:`Activation1d` and the modules
     :func:`bigvgan_fast.accelerate` fused. Their choices are kept across calls, so a change of
     ``BIGVGAN_FAST_BACKEND`` (or of ``TRITON_INTERPRET``, after ``policy.clear_cache()``) applies to
-    a model that already ran only after this. Casts and moves (``to()``, ``half()``), a change of
-    ``backend``, ``accelerate()`` and ``load_state_dict`` of an accelerated module choose again
-    by themselves."""
+    a model that already ran only after this. An :class:`Activation1d` also chooses again by itself
+    after a cast or move (``to()``, ``half()``) and a change of ``backend``; an accelerated module
+    after ``accelerate()`` and ``load_state_dict``, but not after a cast or move (its ``_apply`` is
+    not ours): a moved one keeps working (its calls are kept per device and dtype), and this makes
+    it forget the calls, and the :func:`backends_ran` rows, of the old ones."""
     for module in model.modules():
         runs = module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE)
         if isinstance(runs, InferenceRuns):
@@ -265,6 +265,10 @@ class Activation1d(nn.Module):
     def refresh(self) -> None:
         """Forget the inference path's choices; the next call chooses again."""
         self.__dict__[INFERENCE_RUNS_ATTRIBUTE] = InferenceRuns()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.refresh()  # an Activation1d pickled before InferenceRuns held a plain dict here
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -338,7 +342,10 @@ class Activation1d(nn.Module):
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
             if out_dtype is not None and type(out_dtype) is not torch.dtype:
                 check_out_dtype(out_dtype)  # raises before an unhashable value meets the dictionary
-            return self._inference_runs(self._inference_run, x, out_dtype)
+            run = self._inference_runs.get((x.device, x.dtype, out_dtype))
+            if run is not None:
+                return run(x)
+            return self._inference_runs.first_call(self._inference_run, x, out_dtype)
         if self.backend != "torch" and self.fusable:
             return self._op_forward(x, out_dtype)
         check_out_dtype(out_dtype)

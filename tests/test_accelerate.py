@@ -211,6 +211,20 @@ def test_official_model_pickles_and_copies_after_accelerate(bigvgan):
         assert max_abs(clone(mel), reference(mel)) <= TOLERANCE
 
 
+def test_module_accelerated_before_its_calls_were_kept_on_it_still_runs(bigvgan):
+    # A model accelerated and pickled before InferenceRuns: its fused modules lack the attribute.
+    model = official_model(bigvgan, fused_config())
+    accelerate(model, backend="torch")
+    mel = torch.randn(1, 8, 6, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        expected = model(mel)
+    for module in model.modules():
+        module.__dict__.pop("_inference_runs", None)
+    model.load_state_dict(model.state_dict())  # the post-load hook, on modules without the attribute
+    with torch.inference_mode():
+        assert torch.equal(model(mel), expected)
+
+
 # --- a look-alike tree: the official structure, written here from docs/definition.md ------------------------
 
 

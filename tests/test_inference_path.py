@@ -103,6 +103,21 @@ def test_module_pickles_and_copies_after_inference_calls():
             assert torch.equal(clone(x), expected)
 
 
+def test_module_pickled_with_a_plain_dict_of_calls_still_runs():
+    # What an Activation1d pickled before InferenceRuns holds in its state: a plain dict.
+    module = activation()
+    x = random_x((1, 3, 16))
+    with torch.inference_mode():
+        expected = module(x)
+    state = dict(module.__getstate__())
+    state["_inference_runs"] = {}
+    old = Activation1d.__new__(Activation1d)
+    old.__setstate__(state)
+    with torch.inference_mode():
+        assert torch.equal(old(x), expected)
+    assert backends_ran(old)
+
+
 def test_explicit_unavailable_backend_raises_on_the_lean_path_too():
     module = activation(backend="cuda")
     if policy.problem("cuda", "cpu", torch.float32, False) is None:
