@@ -274,15 +274,18 @@ def bench_forward(args) -> dict:
             for C, L in model_shapes(args.config, frames):
                 x, alpha, beta = make_inputs(C, L, dtype)
                 row = {"dtype": label, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
+                out_size = x.element_size() if out_dtype is None else torch.tensor([], dtype=out_dtype).element_size()
+                nbytes = x.numel() * (x.element_size() + out_size)
+                providers = build_providers(args.backends, x, alpha, beta, f, out_dtype, official)
                 ops = {}
                 for kernel in ("cuda", "triton"):
+                    # Only a kernel timed here gets a count (and triton's needs its importable kernels).
+                    if kernel not in providers:
+                        continue
                     found = fp32_ops_per_output(counts, kernel, label, x)
                     if found is not None:
                         ops[kernel] = row[f"{kernel}_fp32_ops_per_output"] = found[0]
                         row.update({f"{kernel}_{key}": value for key, value in found[1].items()})
-                out_size = x.element_size() if out_dtype is None else torch.tensor([], dtype=out_dtype).element_size()
-                nbytes = x.numel() * (x.element_size() + out_size)
-                providers = build_providers(args.backends, x, alpha, beta, f, out_dtype, official)
                 _measure(row, providers, nbytes, copy, x.numel(), fp32_rate, args.rep_ms, ops)
                 rows.append(row)
                 checkpoint_json(args, {"rows": rows})

@@ -18,36 +18,39 @@ cd "$(dirname "$0")/.."
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-16}"
 BUDGET_S="${BUDGET_S:-540}"
-STEPS="${STEPS:-doctor tests activation tts half backward host dropin}"
+ALL_STEPS="doctor tests activation tts half backward host dropin"
+STEPS="${STEPS:-$ALL_STEPS}"
 deadline=$(( $(date +%s) + BUDGET_S ))
 log() { echo "== $* ($(date +%T))" | tee -a "$OUT/steps.log"; }
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
-# cap NAME MAX_S: prints the seconds step NAME may take (MAX_S, cut to the budget left, less 5 s
-# for the tails), or nothing when under 20 s are left, logging the skip.
+for s in $STEPS; do [[ " $ALL_STEPS " == *" $s "* ]] || log "unknown step '$s' in STEPS (steps: $ALL_STEPS)"; done
+# cap NAME MAX_S: prints the seconds step NAME may take (MAX_S, cut to the budget left, less 10 s:
+# timeout's 5 s grace before its KILL, and the tails), or nothing when under 20 s are left, logging
+# the skip.
 cap() {
-  local left=$(( deadline - $(date +%s) - 5 ))
+  local left=$(( deadline - $(date +%s) - 10 ))
   local s=$(( $2 < left ? $2 : left ))
   if (( s < 20 )); then log "$1 skipped: ${left}s of the ${BUDGET_S}s budget left" >&2; return 1; fi
   echo "$s"
 }
 
 log "install (budget ${BUDGET_S}s, steps: $STEPS; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+timeout -k 5 20 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 # NVIDIA's bigvgan imports librosa only for its mel code: a stub lets its generator import here.
 if ls wheels/bigvgan-*.whl >/dev/null 2>&1; then
-  pip install --no-deps --no-index wheels/bigvgan-*.whl > "$OUT/pip-bigvgan.log" 2>&1
-  python -c "import librosa" 2>/dev/null || { mkdir -p "$OUT/stubs/librosa/filters"; echo "" > "$OUT/stubs/librosa/__init__.py"; \
+  timeout -k 5 60 pip install --no-deps --no-index wheels/bigvgan-*.whl > "$OUT/pip-bigvgan.log" 2>&1
+  timeout -k 5 20 python -c "import librosa" 2>/dev/null || { mkdir -p "$OUT/stubs/librosa/filters"; echo "" > "$OUT/stubs/librosa/__init__.py"; \
     echo "def mel(*a, **k): raise RuntimeError('librosa stub')" > "$OUT/stubs/librosa/filters/__init__.py"; }
   export PYTHONPATH="$OUT/stubs${PYTHONPATH:+:$PYTHONPATH}"
 fi
-t=$(cap install 240) && { BIGVGAN_FAST_BUILD_CUDA=1 BIGVGAN_FAST_PTXAS_VERBOSE=1 timeout "$t" \
+t=$(cap install 240) && { BIGVGAN_FAST_BUILD_CUDA=1 BIGVGAN_FAST_PTXAS_VERBOSE=1 timeout -k 5 "$t" \
   pip install --no-build-isolation --no-deps -v -e . > "$OUT/pip-install.log" 2>&1 \
   || { echo "install failed: tail of $OUT/pip-install.log"; tail -40 "$OUT/pip-install.log"; }; }
 grep -E "registers|spill" "$OUT/pip-install.log" > "$OUT/ptxas.txt" 2>/dev/null
 
 if wanted doctor && t=$(cap doctor 60); then
   log doctor
-  timeout "$t" python -m bigvgan_fast doctor 2>&1 | tee "$OUT/doctor.txt"
+  timeout -k 5 "$t" python -m bigvgan_fast doctor 2>&1 | tee "$OUT/doctor.txt"
 fi
 
 if wanted tests && t=$(cap tests 200); then
@@ -58,25 +61,25 @@ if wanted tests && t=$(cap tests 200); then
   # cut by its cap still says what passed and failed; the kernels' own tests run first, the long
   # parametrised comparison with the definition last.
   workers=()
-  python -c "import xdist" 2>/dev/null && workers=(-n 4)
+  timeout -k 5 20 python -c "import xdist" 2>/dev/null && workers=(-n 4)
   first=(tests/test_cuda_kernel.py tests/test_triton_kernel.py tests/test_out_dtype.py tests/test_half_precision.py)
   last=(tests/test_fused_forward.py)
   rest=()
   for f in tests/test_*.py; do [[ " ${first[*]} ${last[*]} " == *" $f "* ]] || rest+=("$f"); done
-  timeout "$t" python -m pytest -v -m gpu -rs "${workers[@]}" "${first[@]}" "${rest[@]}" "${last[@]}" \
+  timeout -k 5 "$t" python -m pytest -v -m gpu -rs "${workers[@]}" "${first[@]}" "${rest[@]}" "${last[@]}" \
     > "$OUT/pytest-gpu.txt" 2>&1
   grep -E "FAILED|ERROR|crashed|passed|failed" "$OUT/pytest-gpu.txt" | tail -25
 fi
 
 if wanted activation && t=$(cap activation 130); then
   log "activation forward benchmark"
-  timeout "$t" python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
+  timeout -k 5 "$t" python benchmarks/bench_activation.py --rep-ms 50 --out "$OUT/activation.json" > "$OUT/activation.txt" 2>&1
   tail -30 "$OUT/activation.txt"
 fi
 
 if wanted tts && t=$(cap tts 120); then
   log "generator at TTS sizes, eager and graphed, with NVIDIA fused in the same run"
-  timeout "$t" python benchmarks/bench_tts.py --repeats 20 --out "$OUT/tts.json" > "$OUT/tts.txt" 2>&1
+  timeout -k 5 "$t" python benchmarks/bench_tts.py --repeats 20 --out "$OUT/tts.json" > "$OUT/tts.txt" 2>&1
   tail -14 "$OUT/tts.txt"
 fi
 
@@ -86,7 +89,7 @@ if wanted half; then
     for frames in 256 2048; do
       for precision in cast mixed; do
         t=$(cap "half $dtype $precision $frames" 30) || continue
-        timeout "$t" python -m bigvgan_fast bench --frames "$frames" --dtype "$dtype" --precision "$precision" --repeats 20 \
+        timeout -k 5 "$t" python -m bigvgan_fast bench --frames "$frames" --dtype "$dtype" --precision "$precision" --repeats 20 \
           --warmup 3 --json "$OUT/half-$dtype-$precision-$frames.json" 2>> "$OUT/half-stderr.txt" | tail -2
       done
     done
@@ -95,20 +98,20 @@ fi
 
 if wanted backward && t=$(cap backward 60); then
   log "activation backward benchmark and training step"
-  timeout "$t" python benchmarks/bench_activation.py --backward --frames 2048 --dtypes float32 bfloat16 --backends torch triton \
+  timeout -k 5 "$t" python benchmarks/bench_activation.py --backward --frames 2048 --dtypes float32 bfloat16 --backends torch triton \
     --rep-ms 50 --out "$OUT/backward.json" > "$OUT/backward.txt" 2>&1
   tail -16 "$OUT/backward.txt"
 fi
 
 if wanted host && t=$(cap host 40); then
   log "host time per call"
-  timeout "$t" python benchmarks/bench_host.py --out "$OUT/host.json" > "$OUT/host.txt" 2>&1
+  timeout -k 5 "$t" python benchmarks/bench_host.py --out "$OUT/host.json" > "$OUT/host.txt" 2>&1
   tail -12 "$OUT/host.txt"
 fi
 
 if wanted dropin && t=$(cap dropin 40); then
   log "drop-in and streaming"
-  timeout "$t" python benchmarks/bench_dropin.py --repeats 20 --out "$OUT/dropin.json" > "$OUT/dropin.txt" 2>&1
+  timeout -k 5 "$t" python benchmarks/bench_dropin.py --repeats 20 --out "$OUT/dropin.json" > "$OUT/dropin.txt" 2>&1
   tail -8 "$OUT/dropin.txt"
 fi
 log "done ($(( deadline - $(date +%s) ))s of the budget left)"

@@ -121,10 +121,15 @@ def describe_backends(calls: list[dict]) -> str:
     if not calls:
         return "none (no activation ran)"
     parts = []
+    unit = " activations"  # once, at the first count
     for name in _backend_names(calls):
-        pairs = [f"{row['x_dtype']}->{row['out_dtype']} ({row['activations']})" for row in calls if row["backend"] == name]
+        pairs = []
+        for row in calls:
+            if row["backend"] == name:
+                pairs.append(f"{row['x_dtype']}->{row['out_dtype']} ({row['activations']}{unit})")
+                unit = ""
         parts.append(f"{name} for " + ", ".join(pairs))
-    return "; ".join(parts).replace(")", " activations)", 1)  # the unit once, at the first count
+    return "; ".join(parts)
 
 
 def _identity(x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:

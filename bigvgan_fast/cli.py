@@ -170,6 +170,7 @@ class _VocodeProgress:
 
 
 def cmd_vocode(args) -> int:
+    from .anti_alias.policy import choose
     from .bench import describe_backends, real_time
     from .checkpoint import load_generator_state_dict, newer_pt_note, resolve_checkpoint_files
     from .files import check_writable
@@ -214,6 +215,9 @@ def cmd_vocode(args) -> int:
         _progress("note: " + note)
     model = BigVGAN.from_state_dict(h, load_generator_state_dict(weights_path), source=str(weights_path), backend=args.backend)
     model = to_dtype(model.to(device), dtype, args.precision)
+    # A check only (what runs is reported after): an explicit backend that cannot run here fails now,
+    # with its reason, not after the progress display has started.
+    choose(args.backend, device.type, dtype, False)
     frames = mel.shape[-1]
     audio_seconds = frames * h.upsample_factor / h.sampling_rate
     precision = f"{args.dtype} ({args.precision})" if dtype in (torch.float16, torch.bfloat16) else args.dtype
@@ -230,7 +234,7 @@ def cmd_vocode(args) -> int:
     elapsed = time.perf_counter() - progress.start
     write_wav(args.output, audio, h.sampling_rate)
     # What ran for each (x dtype, output dtype) pair: the mixed half-precision mode has three.
-    backend = describe_backends(backends_ran(model)) + (" (auto)" if args.backend == "auto" else "")
+    backend = f"{args.backend} -> {describe_backends(backends_ran(model))}"
     print(
         f"wrote {args.output}: {audio_seconds:.2f} s at {h.sampling_rate} Hz in {elapsed:.2f} s, "
         f"{real_time(audio_seconds / max(elapsed, 1e-9))} | weights {weights_path} | backend {backend} | {precision} on {device}"

@@ -1037,8 +1037,8 @@ class _PreparedForward:
     def _compile(self, block_t: int, aligned: bool):
         _, num_warps = _launch_config(block_t, block_t, self.num_warps, self.use_gather, _FORWARD_SAMPLES_PER_THREAD)
         # Stand-ins that carry exactly the facts of the class: Triton specialises on pointer
-        # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17), C = 3 and
-        # n_tiles = 3 leave only the intended facts (tiles_per_program is never specialised); a
+        # alignment, integers divisible by 16 and integers equal to 1, so T = 48 (or 17) and C = 3
+        # leave only the intended facts (n_tiles and tiles_per_program are never specialised); a
         # one-element offset makes a pointer unaligned.
         with torch.cuda.device(self.device_index):
             data = torch.empty(65, dtype=self.dtype, device=self.device)

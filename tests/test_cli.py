@@ -177,9 +177,22 @@ def test_vocode_says_what_ran(capsys, model_dir, tmp_path):
     assert code == 0
     assert f"weights {model_dir / 'bigvgan_generator.pt'}" in out
     # what ran (backends() marks torch auto on a CPU): each activation, float32 in and out
-    assert "backend torch for float32->float32 (109 activations) (auto)" in out and "float32 on cpu" in out
+    assert "backend auto -> torch for float32->float32 (109 activations)" in out and "float32 on cpu" in out
     assert __import__("re").search(r"in \d+\.\d\d s, \d[\d,]*\.\dx (faster|slower) than real time", out), out
     assert "0.06 s at 22050 Hz" in out  # 5 frames x 256 / 22050
+
+
+def test_vocode_refuses_an_unavailable_backend_before_vocoding(capsys, model_dir, tmp_path):
+    from bigvgan_fast.anti_alias import policy
+
+    if policy.problem("cuda", "cpu", torch.float32, False) is None:
+        pytest.skip("the CUDA extension runs on CPU tensors here")
+    np.save(tmp_path / "mel.npy", torch.randn(80, 5).numpy())
+    code, out, err = in_process(capsys, "vocode", tmp_path / "mel.npy", tmp_path / "out.wav", "--model", model_dir,
+                                "--backend", "cuda")
+    assert code != 0
+    assert "cuda" in err and "cannot run here" in err, err
+    assert "vocoding" not in err and not (tmp_path / "out.wav").exists()
 
 
 def test_vocode_says_when_safetensors_wins_over_a_newer_pt(capsys, model_dir, tmp_path):
