@@ -466,9 +466,13 @@ def main() -> None:
     forward_sig.update({name: "constexpr" for name in common})
     results = {}
     warps = {}
+    # Each launcher's own warps rule (an older revision's _launch_config has no samples argument:
+    # 4 samples per thread, both directions).
+    samples_known = "samples_per_thread" in inspect.signature(module._launch_config).parameters
     for name, samples in (("forward", getattr(module, "_FORWARD_SAMPLES_PER_THREAD", 4)),
                           ("backward", getattr(module, "_BACKWARD_SAMPLES_PER_THREAD", 4))):
-        warps[name] = args.num_warps or max(1, min(8, args.block_t // (32 * samples)))
+        warps[name] = module._launch_config(args.block_t, args.block_t, args.num_warps, True,
+                                            *([samples] if samples_known else []))[1]
     forward_constexprs = dict(common)
     halo = 0
     kernel = module._anti_alias_activation_forward_kernel

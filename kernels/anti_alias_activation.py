@@ -726,9 +726,13 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
     block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread, forward)
     halo = _forward_halo(block_t, use_gather) if forward else 0
     n_tiles = _tiles_per_row(T, block_t, halo)
-    if B * C * n_tiles >= 2**31:
-        raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
+    _check_tile_count(B * C * n_tiles)
     return n_tiles, block_t, num_warps, use_gather, halo
+
+
+def _check_tile_count(tiles: int) -> None:
+    if tiles >= 2**31:
+        raise ValueError(f"{tiles} tiles exceed one launch; use a larger block_t")
 
 
 # Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, fp32,
@@ -753,12 +757,17 @@ def _multiprocessor_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+def _program_tiles(rows: int, n_tiles: int, programs_wanted: int) -> int:
+    """Tiles per forward program over ``rows`` rows of ``n_tiles`` tiles, leaving at least
+    ``programs_wanted`` programs where there are enough tiles."""
+    return max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, rows * n_tiles // programs_wanted))
+
+
 def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> int:
     if device.type != "cuda":
         return min(n_tiles, _CPU_TILES_PER_PROGRAM)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    enough = B * C * n_tiles // (_multiprocessor_count(index) * _PROGRAMS_PER_SM)
-    return max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, enough))
+    return _program_tiles(B * C, n_tiles, _multiprocessor_count(index) * _PROGRAMS_PER_SM)
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
@@ -1082,9 +1091,8 @@ class _PreparedForward:
         compiled, constexprs = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
         halo = _forward_halo(block_t, self.use_gather)
         n_tiles = _tiles_per_row(T, block_t, halo)
-        if B * C * n_tiles >= 2**31:
-            raise ValueError(f"{B * C * n_tiles} tiles exceed one launch; use a larger block_t")
-        tiles_per_program = max(1, min(n_tiles, _MAX_TILES_PER_PROGRAM, B * C * n_tiles // self.programs_wanted))
+        _check_tile_count(B * C * n_tiles)
+        tiles_per_program = _program_tiles(B * C, n_tiles, self.programs_wanted)
         compiled[(-(-n_tiles // tiles_per_program), C, B)](
             x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program, *constexprs,
             stream=self._current_stream(self.device_index))
