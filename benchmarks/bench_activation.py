@@ -181,7 +181,7 @@ def fp32_ops_per_output(counts: dict, kernel: str, label: str, x: torch.Tensor) 
     from bigvgan_fast import kernels
 
     forward = kernels.anti_alias_activation
-    n_tiles, block_t, *_ = forward._tiling(x.shape, None, None, None, forward._FORWARD_SAMPLES_PER_THREAD, forward=True)
+    n_tiles, block_t, *_ = forward._tiling(x.shape, None, None, None, forward._FORWARD_SAMPLES_PER_THREAD)
     triton_counts = counts["triton"].get((label.split("->")[0], block_t))
     if triton_counts is None:
         return None

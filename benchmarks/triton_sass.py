@@ -478,7 +478,7 @@ def main() -> None:
     kernel = module._anti_alias_activation_forward_kernel
     if "HALO" in kernel.arg_names:
         # Overlapping tiles: a tile stores block_t - 2 * halo outputs, and the counts are per stored output.
-        halo = module._forward_halo(args.block_t, True)
+        halo = (module._halo if hasattr(module, "_halo") else module._forward_halo)(args.block_t, True)
         forward_constexprs["HALO"] = halo
         forward_sig["HALO"] = "constexpr"
     tile_loop = "tiles_per_program" in kernel.arg_names
@@ -494,10 +494,14 @@ def main() -> None:
                     "partial_beta_ptr": "*fp32", "alpha_ptr": "*fp32", "beta_ptr": "*fp32", "up_ptr": "*fp32",
                     "down_ptr": "*fp32", "T": "i32", "C": "i32", "n_tiles": "i32"}
     backward_constexprs = {**common, "PARAM_GRADS": True}
+    backward_halo = 0
+    if "HALO" in module._anti_alias_activation_backward_kernel.arg_names:  # overlapping tiles since 2026-11-30
+        backward_halo = halo
+        backward_constexprs["HALO"] = halo
     backward_sig.update({name: "constexpr" for name in backward_constexprs})
     backward = compile_kernel(module._anti_alias_activation_backward_kernel, backward_sig, backward_constexprs,
                               warps["backward"])
-    results["backward"] = summary(backward, args.block_t, warps["backward"])
+    results["backward"] = summary(backward, args.block_t - 2 * backward_halo, warps["backward"])
     print(f"Triton {triton.__version__}, sm_90, BLOCK_T={args.block_t}, {args.dtype}; "
           f"forward tiles store {args.block_t - 2 * halo} outputs")
     for name, r in results.items():

@@ -33,11 +33,13 @@ Kernel design:
   The downsample needs z of the neighbours m-3..m+3: ``tl.gather`` (across warps Triton routes it
   through shared memory) reads them from the neighbouring lanes, ten shifted reads of z_even and
   z_odd in two gathers (the five shifts of each phase in one), then 12 multiply-adds per output.
-  Forward tiles overlap: a tile starts HALO = 8 lanes (6 in tiles under 64) before its first
-  output and stores BLOCK_T - 2*HALO outputs, so every stored lane has its neighbours in the tile
-  (1.6% of the sines computed twice at BLOCK_T = 1024); a row that fits one tile takes one, from
-  its first sample. (The backward's tiles do not overlap: its three outputs at each tile end are
-  recomputed from x on an [8, 8] side block.) ``use_gather=False`` recomputes every neighbour
+  Tiles overlap: a tile starts HALO = 8 lanes (6 in tiles under 64) before its first output and
+  stores BLOCK_T - 2*HALO outputs, so every stored lane has its neighbours in the tile (1.6% of
+  the sines computed twice at BLOCK_T = 1024); a row that fits one tile takes one, from its first
+  sample. The backward's tiles overlap the same way (its transposed upsample gathers dL/du of the
+  neighbouring lanes; each tile sums the parameter gradients over the lanes it stores, so every
+  sample counts once); until 2026-11-30 they did not, and recomputed their three outputs at each
+  tile end from x on an [8, 8] side block. ``use_gather=False`` recomputes every neighbour
   instead (16 sines per output, no shared memory): a fallback in case a Triton version
   mis-compiles the gather; the tests run both.
 - The recompute block's columns whose taps are zero are selected away, not multiplied: a zero
@@ -49,10 +51,10 @@ Kernel design:
   2x of the upsample folded into its taps), one rounding at the store. The forward carries a * z
   instead of z (upsample taps 2a f_up, downsample taps f_down / a; ``_forward_scales``), so the
   sine's argument a*u comes out of the upsample: one multiply fewer per sine.
-- Tiles of BLOCK_T = 1024 samples for T >= 1024 (forward: 512 where that computes fewer lanes
-  over the row, ``_default_block_t``), 8 samples per thread in the forward (4 warps) and 4 in the
-  backward (8 warps): each thread's fixed work (tile setup, the sine's range check, the backward's
-  edge block) is shared by that many outputs. A forward program runs up to 16 consecutive tiles
+- Tiles of BLOCK_T = 1024 samples for T >= 1024 (512 where that computes fewer lanes over the
+  row, ``_default_block_t``), 8 samples per thread in the forward (4 warps) and 4 in the backward
+  (8 warps): each thread's fixed work (tile setup, the sine's range check) is shared by that many
+  outputs. A forward program runs up to 16 consecutive tiles
   of its row, as many as leave the GPU enough programs (``_tiles_per_program``), so its setup
   (filters, parameters, the range check's reduction) is shared by those tiles. Compile facts
   (registers, instruction counts, vector widths) are in benchmarks/RESULTS.md, timings in the
@@ -280,26 +282,10 @@ def _sum_over_neighbours(even, odd, columns):
 
 
 @triton.jit
-def _edge_lanes(BLOCK_T: tl.constexpr):
-    """Lanes 0, 1, 2 and BLOCK_T-3 .. BLOCK_T-1 (the last one twice more as padding), and their index 0..7."""
-    edge = tl.arange(0, 8)
-    return edge, tl.where(edge < 3, edge, tl.minimum(edge + (BLOCK_T - 6), BLOCK_T - 1))
-
-
-@triton.jit
-def _with_edges(values, edge_values, lanes, BLOCK_T: tl.constexpr):
-    """``values`` with lanes 0..2 and BLOCK_T-3..BLOCK_T-1 taken from ``edge_values`` (the [8] side
-    block whose entries 0..5 hold those lanes, see ``_edge_lanes``)."""
-    at_edge = (lanes < 3) | (lanes >= BLOCK_T - 3)
-    edge_index = tl.minimum(tl.maximum(tl.where(lanes < 3, lanes, lanes - (BLOCK_T - 6)), 0), 7)
-    return tl.where(at_edge, tl.gather(edge_values, edge_index, 0), values)
-
-
-@triton.jit
 def _tile_geometry(row, tile, n_tiles, T, BLOCK_T: tl.constexpr, HALO: tl.constexpr):
     """Row offset of the tile's lane 0, the row position of lane 0 (``base``), the row border and
     the interior flag of tile ``tile`` of row ``row`` (= b*C + c). Tiles advance by
-    BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_forward_halo``); a row of one tile
+    BLOCK_T - 2*HALO outputs and start HALO lanes early (see ``_halo``); a row of one tile
     starts at its first sample."""
     base = tl.cast(tile, tl.int64) * (BLOCK_T - 2 * HALO) - HALO
     if HALO > 0:
@@ -316,6 +302,21 @@ def _tile_geometry(row, tile, n_tiles, T, BLOCK_T: tl.constexpr, HALO: tl.conste
         # Edge outputs recompute z of lanes +-3 from x of lanes +-3 beyond those.
         interior = (base >= 6) & (base + BLOCK_T + 6 <= T)
     return row_start, base, (lo, hi), interior
+
+
+@triton.jit
+def _owned_lanes(lanes, n_tiles, T, base, BLOCK_T: tl.constexpr, HALO: tl.constexpr):
+    """The lanes whose outputs the tile stores: HALO .. BLOCK_T-HALO-1 (every lane in a row of one
+    tile) inside the row; each output of a row is stored by exactly one tile. Bounds that are
+    multiples of 8 (HALO, and T - base where T % 16 == 0, as at every model shape) let Triton emit
+    full-width vector stores."""
+    if HALO > 0:
+        single = n_tiles == 1
+        owned = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
+        owned = owned & (lanes < T - base)
+    else:
+        owned = lanes < T - base
+    return owned
 
 
 @triton.jit
@@ -448,25 +449,46 @@ def _gather_five_shifts(z, lanes, s0: tl.constexpr, s1: tl.constexpr, s2: tl.con
 
 
 @triton.jit
-def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
+def _inside(values, pos, border):
+    """``values`` where ``pos`` lies in the row, 0 elsewhere (selected, not multiplied: a NaN or
+    Inf outside the row stays out)."""
+    return tl.where((pos >= border[0]) & (pos <= border[1]), values, 0.0)
+
+
+@triton.jit
+def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constexpr, BORDER: tl.constexpr):
     """y[m] = sum_{d=-3..3} down[2d+5] z[2(m+d)] + down[2d+6] z[2(m+d)+1] (taps outside 0..11 absent):
     12 products of gathered neighbours, rather than gathering the 7 partial sums w_d (18 products
-    and sums per output). The downsample (z_even, z_odd = z), and, without CLAMP, the backward's
-    transposed upsample (dL/du; its tile's edge lanes are recomputed, see ``_with_edges``)."""
+    and sums per output). The downsample (z_even, z_odd = z; BORDER REPLICATE in a tile that
+    reaches past the row: the z-index clamp), and the backward's transposed upsample (dL/du;
+    BORDER ZEROS there: dL/du outside the row adds nothing). UNCHECKED: lanes wrap at the tile's
+    ends, where only lanes that store nothing read."""
     y = down[5] * z_even + down[6] * z_odd
-    if CLAMP:
+    if BORDER == REPLICATE:
         for shift in tl.static_range(1, 4):
-            even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T, CLAMP)
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T, True)
             if shift < 3:
                 y += down[5 - 2 * shift] * even
             y += down[6 - 2 * shift] * odd
-            even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T, CLAMP)
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T, True)
             y += down[5 + 2 * shift] * even
             if shift < 3:
                 y += down[6 + 2 * shift] * odd
     else:
         even_m2, even_m1, even_p1, even_p2, even_p3 = _gather_five_shifts(z_even, lanes, -2, -1, 1, 2, 3, BLOCK_T)
         odd_m3, odd_m2, odd_m1, odd_p1, odd_p2 = _gather_five_shifts(z_odd, lanes, -3, -2, -1, 1, 2, BLOCK_T)
+        if BORDER == ZEROS:
+            # After the gather, by position: in a row of one tile the wrapped lanes are in the row.
+            even_m2 = _inside(even_m2, lanes - 2, border)
+            even_m1 = _inside(even_m1, lanes - 1, border)
+            even_p1 = _inside(even_p1, lanes + 1, border)
+            even_p2 = _inside(even_p2, lanes + 2, border)
+            even_p3 = _inside(even_p3, lanes + 3, border)
+            odd_m3 = _inside(odd_m3, lanes - 3, border)
+            odd_m2 = _inside(odd_m2, lanes - 2, border)
+            odd_m1 = _inside(odd_m1, lanes - 1, border)
+            odd_p1 = _inside(odd_p1, lanes + 1, border)
+            odd_p2 = _inside(odd_p2, lanes + 2, border)
         y += down[0] * odd_m3
         y += down[1] * even_m2
         y += down[2] * odd_m2
@@ -490,7 +512,10 @@ def _forward_tile(x_tile, lanes, border, sine_scale, filters, limit,
     if USE_GATHER:
         v_even, v_odd, x = _upsample_pair(x_tile, lanes, border, filters[0], CLAMP)
         z_even, z_odd = _snake_scaled_pair(v_even, v_odd, sine_scale, CHECK_RANGE, limit)
-        y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, CLAMP)
+        if CLAMP:
+            y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, REPLICATE)
+        else:
+            y = _downsample_gathered(z_even, z_odd, lanes, border, filters[1], BLOCK_T, UNCHECKED)
         x_abs = tl.abs(x)
     else:
         y = _output_recomputed(x_tile, lanes, border, sine_scale, filters, limit, CLAMP)
@@ -515,15 +540,7 @@ def _forward_program(x_ptr, y_ptr, row, first_tile, last_tile, n_tiles, T, sine_
             y, x_abs = _forward_tile(x_tile, lanes, border, sine_scale, filters, limit, BLOCK_T, USE_GATHER, True,
                                      CHECK_RANGE)
         largest = tl.maximum(largest, x_abs)
-        # The tile's outputs: lanes HALO .. BLOCK_T-HALO-1 (all lanes in a row of one tile) inside
-        # the row. Bounds that are multiples of 8 (HALO, and T - base where T % 16 == 0, as at every
-        # model shape) let Triton emit full-width vector stores.
-        if HALO > 0:
-            single = n_tiles == 1
-            keep = (lanes >= tl.where(single, 0, HALO)) & (lanes < tl.where(single, BLOCK_T, BLOCK_T - HALO))
-            keep = keep & (lanes < T - base)
-        else:
-            keep = lanes < T - base
+        keep = _owned_lanes(lanes, n_tiles, T, base, BLOCK_T, HALO)
         tl.store(y_ptr + row_start + lanes, y.to(y_ptr.dtype.element_ty), mask=keep)
     return largest
 
@@ -599,25 +616,27 @@ def _grad_x_recomputed(x_tile, g_tile, pos, border, act, filters, CLAMP: tl.cons
 
 
 @triton.jit
-def _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+def _backward_tile(x_tile, g_tile, lanes, border, act, filters, owned,
                    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, CLAMP: tl.constexpr):
-    """dL/dx of the tile's lanes, and the tile's sums for the parameter gradients:
-    sum dL/dz * u * sin(2au) and sum dL/dz * sin(au)^2 over the tile's u samples."""
+    """dL/dx of the tile's lanes (of its ``owned`` lanes, with USE_GATHER), and the sums over its
+    owned lanes for the parameter gradients: sum dL/dz * u * sin(2au) and sum dL/dz * sin(au)^2
+    (tiles overlap: each u sample counted by the one tile that owns its lane)."""
     gu, gz, u, sin_sq, sin2 = _grad_u(x_tile, g_tile, lanes, border, act, filters, CLAMP)
-    # gz is zero outside the row, so lanes past T add nothing.
-    sum_u_sin2 = tl.sum(gz[0] * u[0] * sin2[0] + gz[1] * u[1] * sin2[1], axis=0)
-    sum_sin_sq = tl.sum(gz[0] * sin_sq[0] + gz[1] * sin_sq[1], axis=0)
-    edge, edge_lanes = _edge_lanes(BLOCK_T)
+    sum_u_sin2 = tl.sum(tl.where(owned, gz[0] * u[0] * sin2[0] + gz[1] * u[1] * sin2[1], 0.0), axis=0)
+    sum_sin_sq = tl.sum(tl.where(owned, gz[0] * sin_sq[0] + gz[1] * sin_sq[1], 0.0), axis=0)
     if USE_GATHER:
-        gx = _downsample_gathered(gu[0], gu[1], lanes, border, filters[0], BLOCK_T, False)
-        gx_edge = _grad_x_recomputed(x_tile, g_tile, edge_lanes, border, act, filters, CLAMP)
+        # The transposed upsample of dL/du from the neighbouring lanes: an owned lane is at least
+        # HALO >= 3 lanes from either end of its tile (or its tile holds the whole row).
+        if CLAMP:
+            gx = _downsample_gathered(gu[0], gu[1], lanes, border, filters[0], BLOCK_T, ZEROS)
+        else:
+            gx = _downsample_gathered(gu[0], gu[1], lanes, border, filters[0], BLOCK_T, UNCHECKED)
     else:
         gx = _grad_x_recomputed(x_tile, g_tile, lanes, border, act, filters, CLAMP)
-        gx_edge = tl.zeros(edge_lanes.shape, tl.float32)
-
     if CLAMP:
         # The upsample read x[clamp(j)]: the gradient of the virtual samples j = -3..-1 lands on
         # x[0], that of j = T..T+2 on x[T-1]. (Where lo / hi are clipped, no lane equals them.)
+        edge = tl.arange(0, 8)
         lo = border[0]
         hi = border[1]
         virtual_lanes = tl.where(edge < 3, lo - 3 + edge, hi - 2 + edge)
@@ -625,9 +644,6 @@ def _backward_tile(x_tile, g_tile, lanes, border, act, filters,
         to_first = tl.sum(tl.where(edge < 3, gx_virtual, 0.0), axis=0)
         to_last = tl.sum(tl.where((edge >= 3) & (edge < 6), gx_virtual, 0.0), axis=0)
         gx += tl.where(lanes == lo, to_first, 0.0) + tl.where(lanes == hi, to_last, 0.0)
-        gx_edge += tl.where(edge_lanes == lo, to_first, 0.0) + tl.where(edge_lanes == hi, to_last, 0.0)
-    if USE_GATHER:
-        gx = _with_edges(gx, gx_edge, lanes, BLOCK_T)
     return gx, sum_u_sin2, sum_sin_sq
 
 
@@ -646,36 +662,38 @@ def _grad_at_clamped_z(g_row, T, down):
     return tl.sum(g_head * head_taps, axis=0), tl.sum(g_tail * tail_taps, axis=0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_tiles"])
 def _anti_alias_activation_backward_kernel(
     grad_y_ptr, x_ptr, grad_x_ptr, partial_alpha_ptr, partial_beta_ptr,
     alpha_ptr, beta_ptr, up_ptr, down_ptr,
     T, C, n_tiles,
     HAS_BETA: tl.constexpr, ALPHA_LOGSCALE: tl.constexpr, PARAM_GRADS: tl.constexpr,
-    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr,
+    BLOCK_T: tl.constexpr, USE_GATHER: tl.constexpr, HALO: tl.constexpr,
 ):
-    # The forward's 3-D grid (tile, channel, batch), one tile per program.
+    # The forward's 3-D grid (tile, channel, batch), one tile per program; tiles overlap as the
+    # forward's do (HALO), so that every owned lane's neighbours are in its tile.
     tile = tl.program_id(0)
     channel = tl.program_id(1)
     row = tl.program_id(2).to(tl.int64) * C + channel
-    row_start, t0, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, 0)
+    row_start, base, border, interior = _tile_geometry(row, tile, n_tiles, T, BLOCK_T, HALO)
     a, b = _channel_parameters(channel, alpha_ptr, beta_ptr, HAS_BETA, ALPHA_LOGSCALE)
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, 2.0, 1.0, True)
-    grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - t0), T, filters[1])
+    grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - base), T, filters[1])
     border = (border[0], border[1], grad_z_first, grad_z_last)
 
     g_tile = grad_y_ptr + row_start
     x_tile = x_ptr + row_start
     lanes = tl.arange(0, BLOCK_T)
+    owned = _owned_lanes(lanes, n_tiles, T, base, BLOCK_T, HALO)
     if interior:
-        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters, owned,
                                                     BLOCK_T, USE_GATHER, False)
     else:
-        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters,
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters, owned,
                                                     BLOCK_T, USE_GATHER, True)
-    tl.store(grad_x_ptr + row_start + lanes, gx.to(grad_x_ptr.dtype.element_ty), mask=lanes <= border[1])
+    tl.store(grad_x_ptr + row_start + lanes, gx.to(grad_x_ptr.dtype.element_ty), mask=owned)
 
     if PARAM_GRADS:
         # dz/da = u sin(2au) / (b + eps); dz/db = -sin(au)^2 / (b + eps)^2; times a (b) for log-scale.
@@ -696,16 +714,16 @@ def _anti_alias_activation_backward_kernel(
 # --- host launchers ---------------------------------------------------------------------------
 
 
-def _forward_halo(block_t: int, use_gather: bool) -> int:
-    """Lanes at each end of a forward tile that compute z for a neighbouring tile's outputs, not
-    outputs of their own. Tiles overlap by twice this instead of recomputing the z of their edge
-    outputs' neighbours: 16 of 1024 lanes (1.6%) against the former edge block's 8 neighbour sines
-    per edge output, which every thread carried (its [8, 8] block has fewer elements than a tile
-    has threads). At least 6, the downsample's reach (3) plus the upsample's (3): then every x an
-    output depends on was loaded at a lane of the tile, which the range check of the sine's
-    arguments relies on (see ``_anti_alias_activation_forward_kernel``). 8 keeps each tile's first
-    output (a multiple of BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision, so
-    stores stay vectors. The recompute path needs no neighbours from other lanes: no halo."""
+def _halo(block_t: int, use_gather: bool) -> int:
+    """Lanes at each end of a tile that compute z (the backward: dL/du) for a neighbouring tile's
+    outputs, not outputs of their own. Tiles overlap by twice this instead of recomputing their
+    edge outputs' neighbours: 16 of 1024 lanes (1.6%) against an edge block of 8 neighbours per
+    edge output, which every thread carried (its [8, 8] block has fewer elements than a tile has
+    threads). At least 6, the downsample's reach (3) plus the upsample's (3): then every x an
+    output depends on was loaded at a lane of the tile, which the forward's range check of the
+    sine's arguments relies on (see ``_anti_alias_activation_forward_kernel``). 8 keeps each tile's
+    first output (a multiple of BLOCK_T - 16, less 8, plus 8) 16-byte aligned for half precision,
+    so stores stay vectors. The recompute path needs no neighbours from other lanes: no halo."""
     if not use_gather:
         return 0
     return 8 if block_t >= 64 else 6
@@ -718,13 +736,13 @@ def _tiles_per_row(T: int, block_t: int, halo: int) -> int:
 
 
 def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool | None,
-            samples_per_thread: int, forward: bool = False) -> tuple[int, int, int, bool, int]:
+            samples_per_thread: int) -> tuple[int, int, int, bool, int]:
     """(tiles per row, block_t, num_warps, use_gather, halo) of a launch over x of ``shape``,
-    defaults filled in; the backward's tiles have no halo."""
+    defaults filled in (forward and backward alike)."""
     B, C, T = shape
     use_gather = USE_GATHER if use_gather is None else bool(use_gather)
-    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread, forward)
-    halo = _forward_halo(block_t, use_gather) if forward else 0
+    block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
+    halo = _halo(block_t, use_gather)
     n_tiles = _tiles_per_row(T, block_t, halo)
     _check_tile_count(B * C * n_tiles)
     return n_tiles, block_t, num_warps, use_gather, halo
@@ -771,26 +789,26 @@ def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> in
 _BACKWARD_SAMPLES_PER_THREAD = 4
 
 
-def _default_block_t(T: int, use_gather: bool, forward: bool) -> int:
+def _default_block_t(T: int, use_gather: bool) -> int:
     """The tile length for rows of T samples: the row rounded up to a power of two, at most
-    _MAX_BLOCK_T (_MAX_BLOCK_T_RECOMPUTE). Rows longer than a forward tile on the gather path take
+    _MAX_BLOCK_T (_MAX_BLOCK_T_RECOMPUTE). Rows longer than a tile on the gather path take
     the tile length of 1024 or 512 that computes fewer lanes over the row (the tiles overlap, so
     T = 4096 takes 5 tiles of 1024 but 9 of 512: 4608 lanes instead of 5120), the longer one on a tie."""
     largest = _MAX_BLOCK_T if use_gather else _MAX_BLOCK_T_RECOMPUTE
     block_t = min(largest, max(_MIN_BLOCK_T, 1 << (T - 1).bit_length()))
-    if forward and use_gather and T > block_t:
+    if use_gather and T > block_t:
         half = block_t // 2
-        lanes = _tiles_per_row(T, block_t, _forward_halo(block_t, True)) * block_t
-        if _tiles_per_row(T, half, _forward_halo(half, True)) * half < lanes:
+        lanes = _tiles_per_row(T, block_t, _halo(block_t, True)) * block_t
+        if _tiles_per_row(T, half, _halo(half, True)) * half < lanes:
             block_t = half
     return block_t
 
 
 def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gather: bool,
-                   samples_per_thread: int, forward: bool = False) -> tuple[int, int]:
+                   samples_per_thread: int) -> tuple[int, int]:
     """Tile length and warps: ``samples_per_thread`` on the gather path, 8 neighbour blocks on the other."""
     if block_t is None:
-        block_t = _default_block_t(T, use_gather, forward)
+        block_t = _default_block_t(T, use_gather)
     if block_t < _MIN_BLOCK_T or block_t & (block_t - 1):
         raise ValueError(f"block_t must be a power of two >= {_MIN_BLOCK_T}, got {block_t}")
     if num_warps is None:
@@ -878,7 +896,7 @@ def anti_alias_activation_forward(
     if x.numel() == 0:
         return out
     n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                            _FORWARD_SAMPLES_PER_THREAD, forward=True)
+                                                            _FORWARD_SAMPLES_PER_THREAD)
     if C > _MAX_GRID_YZ:
         raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
     # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
@@ -932,8 +950,8 @@ def anti_alias_activation_backward(
         out = torch.empty_like(x)
     else:
         _check_out(out, x, x.dtype)
-    n_tiles, block_t, num_warps, use_gather, _ = _tiling(x.shape, block_t, num_warps, use_gather,
-                                                         _BACKWARD_SAMPLES_PER_THREAD)
+    n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
+                                                            _BACKWARD_SAMPLES_PER_THREAD)
     partial_alpha = torch.empty((B, C, n_tiles) if param_grads else (1,), dtype=torch.float32, device=x.device)
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
@@ -949,7 +967,7 @@ def anti_alias_activation_backward(
                 alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
                 T, C, n_tiles,
                 HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
-                BLOCK_T=block_t, USE_GATHER=use_gather,
+                BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
                 num_warps=num_warps,
             )
     elif param_grads:
@@ -1056,7 +1074,7 @@ class _PreparedForward:
             taps = torch.empty(32, dtype=torch.float32, device=self.device)[1:13]
             x, out = (data[:64], written[:64]) if aligned else (data[1:65], written[1:65])
             constexprs = dict(HAS_BETA=self.has_beta, ALPHA_LOGSCALE=self.alpha_logscale, BLOCK_T=block_t,
-                              USE_GATHER=self.use_gather, HALO=_forward_halo(block_t, self.use_gather))
+                              USE_GATHER=self.use_gather, HALO=_halo(block_t, self.use_gather))
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
                 **constexprs, num_warps=num_warps, grid=(1,))
@@ -1086,10 +1104,10 @@ class _PreparedForward:
                                                  use_gather=self.use_gather)
         block_t = self.block_t
         if block_t is None:
-            block_t = _default_block_t(T, self.use_gather, True)
+            block_t = _default_block_t(T, self.use_gather)
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
         compiled, constexprs = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
-        halo = _forward_halo(block_t, self.use_gather)
+        halo = _halo(block_t, self.use_gather)
         n_tiles = _tiles_per_row(T, block_t, halo)
         _check_tile_count(B * C * n_tiles)
         tiles_per_program = _program_tiles(B * C, n_tiles, self.programs_wanted)
