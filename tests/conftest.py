@@ -1,3 +1,5 @@
+import functools
+import importlib.util
 import math
 import os
 import shutil
@@ -12,6 +14,17 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.cache
+def benchmark_module(name: str):
+    """benchmarks/<name>.py imported by path (benchmarks/ is not a package), once per session."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 TINY = os.path.join(GOLDEN, "tiny_generator")

@@ -2,8 +2,6 @@
 the committed benchmarks/counts/*.json, per shape for Triton) and the providers it times, each run
 once on CPU tensors and compared with the definition. Nothing here is timed."""
 
-import functools
-import importlib.util
 import json
 import types
 from pathlib import Path
@@ -13,6 +11,7 @@ import torch
 
 from bigvgan_fast.anti_alias import policy
 from bigvgan_fast.anti_alias.reference import default_filter
+from conftest import benchmark_module
 from definition import assert_close_to_definition, definition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +19,8 @@ COUNTS = ROOT / "benchmarks" / "counts"
 TRITON = policy.problem("triton", "cpu", torch.float32, False)
 
 
-@functools.cache
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_activation", ROOT / "benchmarks" / "bench_activation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("bench_activation")
 
 
 def recorded(name):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 KERNEL_SOURCES = sorted(CSRC.glob("*.cu"))
@@ -103,15 +105,9 @@ def test_kernel_compiles_as_cxx20(source, tmp_path):
     assert done.returncode == 0, f"nvcc -std=c++20 failed for {source.name}:\n{done.stderr}{done.stdout}"
 
 
-@functools.cache
 def cuda_sass():
     """benchmarks/cuda_sass.py, which reads ptxas reports and counts SASS (one parser for both)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cuda_sass", ROOT / "benchmarks" / "cuda_sass.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("cuda_sass")
 
 
 @needs_nvcc
