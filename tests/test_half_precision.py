@@ -258,6 +258,25 @@ def test_float16_guard_moves_overflowing_layers_to_bfloat16(model32, speech_mel)
     assert torch.equal(again, y)
 
 
+def test_float16_guard_follows_a_partial_cast_and_a_pickle(model32):
+    # Whether the guard runs is read from the layers: a mixed bfloat16 model whose AMP blocks are
+    # cast to float16 afterwards (not through BigVGAN._apply) is guarded, as is its pickled copy.
+    import io
+
+    from bigvgan_fast.precision import syncs_each_call
+
+    model = copy.deepcopy(model32).to_half_precision(torch.bfloat16)
+    assert not syncs_each_call(model)
+    model.resblocks.half()
+    assert syncs_each_call(model)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    assert syncs_each_call(torch.load(buffer, weights_only=False))
+    model.resblocks.bfloat16()
+    assert not syncs_each_call(model)
+
+
 def test_float16_guard_weights_out_of_range(model32):
     model = copy.deepcopy(model32)
     with torch.no_grad():
