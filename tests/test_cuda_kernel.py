@@ -422,9 +422,10 @@ def test_the_public_op_and_the_lean_path_write_out_dtype_on_cuda(op, out_dtype):
         module.act.alpha.copy_(alpha)
         module.act.beta.copy_(beta)
     with torch.inference_mode():
-        lean = module(x, out_dtype=out_dtype)
+        lean = call_poisoned(lambda x: module(x, out_dtype=out_dtype), x, poison_dtype=out_dtype)
     assert (x.device, torch.float32, out_dtype) in module._inference_runs
-    public = anti_alias_activation(x, alpha, beta, backend="cuda", out_dtype=out_dtype)
+    public = call_poisoned(lambda x: anti_alias_activation(x, alpha, beta, backend="cuda", out_dtype=out_dtype), x,
+                           poison_dtype=out_dtype)
     assert lean.dtype == public.dtype == out_dtype
     assert torch.equal(lean, public)
     assert_close_to_definition(lean, definition(x, alpha, beta))
