@@ -115,6 +115,9 @@ _MAX_BLOCK_T = 1024
 _MIN_BLOCK_T = 16
 # The recompute path holds a [BLOCK_T, 8] block of neighbours; 128 keeps it free of spills.
 _MAX_BLOCK_T_RECOMPUTE = 128
+# Every launch and compile asks for FP fusion (enable_fp_fusion=True): the filters' sums and the
+# reduction are written as multiply-adds that must become FFMA (Triton 3.10 turns the default off;
+# without it the forward counts 64 FP32-pipe operations per output instead of 41 on sm_90).
 # CUDA's limit of grid axes 1 and 2 (the forward's channel and batch axes).
 _MAX_GRID_YZ = 65535
 # tl.gather through shared memory (two sines per output) rather than recomputing neighbours
@@ -407,22 +410,15 @@ def _output_recomputed(x_tile, pos, border, sine_scale, filters, limit, CLAMP: t
 
 
 @triton.jit
-def _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T: tl.constexpr, CLAMP: tl.constexpr):
-    """(z[2(m+shift)], z[2(m+shift)+1]) for the tile's positions m, gathered from lane + shift.
-
-    Without CLAMP, lanes wrap at the tile's ends (only lanes that store nothing read there). With
-    CLAMP, the downsample's z-index clamp: a position before the row reads z[0] (the even phase of
-    its first sample) in both phases, one past the row z[2T-1] (the odd phase of its last)."""
-    if CLAMP:
-        source = tl.minimum(tl.maximum(lanes + shift, border[0]), border[1]) & (BLOCK_T - 1)
-        at_source_even = tl.gather(z_even, source, 0)
-        at_source_odd = tl.gather(z_odd, source, 0)
-        even = tl.where(lanes + shift > border[1], at_source_odd, at_source_even)
-        odd = tl.where(lanes + shift < border[0], at_source_even, at_source_odd)
-    else:
-        source = (lanes + shift) & (BLOCK_T - 1)
-        even = tl.gather(z_even, source, 0)
-        odd = tl.gather(z_odd, source, 0)
+def _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T: tl.constexpr):
+    """(z[2(m+shift)], z[2(m+shift)+1]) for the tile's positions m, gathered from lane + shift under
+    the downsample's z-index clamp: a position before the row reads z[0] (the even phase of its
+    first sample) in both phases, one past the row z[2T-1] (the odd phase of its last)."""
+    source = tl.minimum(tl.maximum(lanes + shift, border[0]), border[1]) & (BLOCK_T - 1)
+    at_source_even = tl.gather(z_even, source, 0)
+    at_source_odd = tl.gather(z_odd, source, 0)
+    even = tl.where(lanes + shift > border[1], at_source_odd, at_source_even)
+    odd = tl.where(lanes + shift < border[0], at_source_even, at_source_odd)
     return even, odd
 
 
@@ -466,11 +462,11 @@ def _downsample_gathered(z_even, z_odd, lanes, border, down, BLOCK_T: tl.constex
     y = down[5] * z_even + down[6] * z_odd
     if BORDER == REPLICATE:
         for shift in tl.static_range(1, 4):
-            even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T, True)
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, -shift, border, BLOCK_T)
             if shift < 3:
                 y += down[5 - 2 * shift] * even
             y += down[6 - 2 * shift] * odd
-            even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T, True)
+            even, odd = _neighbour_lanes(z_even, z_odd, lanes, shift, border, BLOCK_T)
             y += down[5 + 2 * shift] * even
             if shift < 3:
                 y += down[6 + 2 * shift] * odd
@@ -680,19 +676,21 @@ def _anti_alias_activation_backward_kernel(
     inv_b = 1.0 / (b + SNAKE_EPS)
     act = (a, inv_b)
     filters = _load_filters(up_ptr, down_ptr, 2.0, 1.0, True)
-    grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - base), T, filters[1])
-    border = (border[0], border[1], grad_z_first, grad_z_last)
 
     g_tile = grad_y_ptr + row_start
     x_tile = x_ptr + row_start
     lanes = tl.arange(0, BLOCK_T)
     owned = _owned_lanes(lanes, n_tiles, T, base, BLOCK_T, HALO)
     if interior:
-        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters, owned,
-                                                    BLOCK_T, USE_GATHER, False)
+        # Reads no border gradient: border[2:] only complete the tuple's shape.
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, (border[0], border[1], 0.0, 0.0), act,
+                                                    filters, owned, BLOCK_T, USE_GATHER, False)
     else:
-        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes, border, act, filters, owned,
-                                                    BLOCK_T, USE_GATHER, True)
+        # Only a tile that reaches past the row needs the gradient sent to the clamped z[0], z[2T-1].
+        grad_z_first, grad_z_last = _grad_at_clamped_z(grad_y_ptr + (row_start - base), T, filters[1])
+        gx, sum_u_sin2, sum_sin_sq = _backward_tile(x_tile, g_tile, lanes,
+                                                    (border[0], border[1], grad_z_first, grad_z_last), act,
+                                                    filters, owned, BLOCK_T, USE_GATHER, True)
     tl.store(grad_x_ptr + row_start + lanes, gx.to(grad_x_ptr.dtype.element_ty), mask=owned)
 
     if PARAM_GRADS:
@@ -744,13 +742,7 @@ def _tiling(shape, block_t: int | None, num_warps: int | None, use_gather: bool 
     block_t, num_warps = _launch_config(T, block_t, num_warps, use_gather, samples_per_thread)
     halo = _halo(block_t, use_gather)
     n_tiles = _tiles_per_row(T, block_t, halo)
-    _check_tile_count(B * C * n_tiles)
     return n_tiles, block_t, num_warps, use_gather, halo
-
-
-def _check_tile_count(tiles: int) -> None:
-    if tiles >= 2**31:
-        raise ValueError(f"{tiles} tiles exceed one launch; use a larger block_t")
 
 
 # Samples per thread on the gather path. Forward: 8 (benchmarks/triton_sass.py, sm_90, fp32,
@@ -759,6 +751,8 @@ def _check_tile_count(tiles: int) -> None:
 # per tile beyond the arithmetic, the gathers' indexing and the tile's bookkeeping, is shared by
 # twice the outputs). Backward: 4 (8 would take 206 registers).
 _FORWARD_SAMPLES_PER_THREAD = 8
+_BACKWARD_SAMPLES_PER_THREAD = 4
+
 # Consecutive tiles of a row one forward program runs: as many as leave at least
 # _PROGRAMS_PER_SM programs per multiprocessor (about 3 waves of the 3 resident programs that 168
 # registers allow), at most _MAX_TILES_PER_PROGRAM. Each program's setup is ~250 instructions per
@@ -782,11 +776,12 @@ def _program_tiles(rows: int, n_tiles: int, programs_wanted: int) -> int:
 
 
 def _tiles_per_program(B: int, C: int, n_tiles: int, device: torch.device) -> int:
+    """Tiles per forward program of a launch over (B, C, n_tiles tiles) on ``device``: the GPU rule
+    of ``_program_tiles``, or _CPU_TILES_PER_PROGRAM under the interpreter."""
     if device.type != "cuda":
         return min(n_tiles, _CPU_TILES_PER_PROGRAM)
     index = device.index if device.index is not None else torch.cuda.current_device()
     return _program_tiles(B * C, n_tiles, _multiprocessor_count(index) * _PROGRAMS_PER_SM)
-_BACKWARD_SAMPLES_PER_THREAD = 4
 
 
 def _default_block_t(T: int, use_gather: bool) -> int:
@@ -820,6 +815,15 @@ def _launch_config(T: int, block_t: int | None, num_warps: int | None, use_gathe
 
 
 _IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _batch_chunks(B: int, C: int):
+    """(b0, b1) of the launches over a batch: grid axes 1 (channels) and 2 (batch) take at most
+    _MAX_GRID_YZ, so larger batches go in several launches (contiguous views of the tensors)."""
+    if C > _MAX_GRID_YZ:
+        raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
+    for b0 in range(0, B, _MAX_GRID_YZ):
+        yield b0, min(B, b0 + _MAX_GRID_YZ)
 
 
 def _check(x, alpha, beta, upsample_filter, downsample_filter) -> None:
@@ -897,18 +901,14 @@ def anti_alias_activation_forward(
         return out
     n_tiles, block_t, num_warps, use_gather, halo = _tiling(x.shape, block_t, num_warps, use_gather,
                                                             _FORWARD_SAMPLES_PER_THREAD)
-    if C > _MAX_GRID_YZ:
-        raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
-    # Batches beyond a grid axis's limit go in several launches (contiguous views of x and out).
-    for b0 in range(0, B, _MAX_GRID_YZ):
-        b1 = min(B, b0 + _MAX_GRID_YZ)
+    for b0, b1 in _batch_chunks(B, C):
         tiles_per_program = _tiles_per_program(b1 - b0, C, n_tiles, x.device)
         _anti_alias_activation_forward_kernel[(triton.cdiv(n_tiles, tiles_per_program), C, b1 - b0)](
             x[b0:b1], out[b0:b1], alpha, alpha if beta is None else beta, upsample_filter, downsample_filter,
             T, C, n_tiles, tiles_per_program,
             HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale),
             BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
-            num_warps=num_warps,
+            num_warps=num_warps, enable_fp_fusion=True,
         )
     return out
 
@@ -956,10 +956,7 @@ def anti_alias_activation_backward(
     partial_beta = torch.empty((B, C, n_tiles) if param_grads and beta is not None else (1,),
                                dtype=torch.float32, device=x.device)
     if x.numel() > 0:
-        if C > _MAX_GRID_YZ:
-            raise ValueError(f"at most {_MAX_GRID_YZ} channels (a CUDA grid axis), got {C}")
-        for b0 in range(0, B, _MAX_GRID_YZ):
-            b1 = min(B, b0 + _MAX_GRID_YZ)
+        for b0, b1 in _batch_chunks(B, C):
             _anti_alias_activation_backward_kernel[(n_tiles, C, b1 - b0)](
                 grad_y[b0:b1], x[b0:b1], out[b0:b1],
                 partial_alpha[b0:b1] if partial_alpha.dim() == 3 else partial_alpha,
@@ -968,7 +965,7 @@ def anti_alias_activation_backward(
                 T, C, n_tiles,
                 HAS_BETA=beta is not None, ALPHA_LOGSCALE=bool(alpha_logscale), PARAM_GRADS=param_grads,
                 BLOCK_T=block_t, USE_GATHER=use_gather, HALO=halo,
-                num_warps=num_warps,
+                num_warps=num_warps, enable_fp_fusion=True,
             )
     elif param_grads:
         partial_alpha.zero_()
@@ -1059,6 +1056,7 @@ class _PreparedForward:
         self.num_warps = num_warps
         self.use_gather = use_gather
         self._compiled = {}
+        self._geometry = {}  # (B, C, T) -> (block_t, (grid, n_tiles, tiles_per_program))
         self._current_stream = triton.runtime.driver.active.get_current_stream
 
     def _compile(self, block_t: int, aligned: bool):
@@ -1077,7 +1075,7 @@ class _PreparedForward:
                               USE_GATHER=self.use_gather, HALO=_halo(block_t, self.use_gather))
             compiled = _anti_alias_activation_forward_kernel.warmup(
                 x, out, params, params, taps, taps, 48 if aligned else 17, 3, 3, 3,
-                **constexprs, num_warps=num_warps, grid=(1,))
+                **constexprs, num_warps=num_warps, enable_fp_fusion=True, grid=(1,))
         # The compiled kernel's runner takes one value per parameter, in order, the constexprs too
         # (its launcher skips them): so since Triton 3.3 (3.0-3.2 took the others only).
         # tests/test_triton_launch_contract.py checks this against the installed Triton.
@@ -1102,16 +1100,21 @@ class _PreparedForward:
             return anti_alias_activation_forward(x, alpha, beta, up, down, self.alpha_logscale, out=out,
                                                  block_t=self.block_t, num_warps=self.num_warps,
                                                  use_gather=self.use_gather)
-        block_t = self.block_t
-        if block_t is None:
-            block_t = _default_block_t(T, self.use_gather)
+        geometry = self._geometry.get((B, C, T)) or self._tile(B, C, T)
+        block_t, (grid, n_tiles, tiles_per_program) = geometry
         aligned = T % 16 == 0 and x.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0
         compiled, constexprs = self._compiled.get((block_t, aligned)) or self._compile(block_t, aligned)
-        halo = _halo(block_t, self.use_gather)
-        n_tiles = _tiles_per_row(T, block_t, halo)
-        _check_tile_count(B * C * n_tiles)
-        tiles_per_program = _program_tiles(B * C, n_tiles, self.programs_wanted)
-        compiled[(-(-n_tiles // tiles_per_program), C, B)](
+        compiled[grid](
             x, out, alpha, alpha if beta is None else beta, up, down, T, C, n_tiles, tiles_per_program, *constexprs,
             stream=self._current_stream(self.device_index))
         return out
+
+    def _tile(self, B: int, C: int, T: int):
+        """The launch geometry of x of shape (B, C, T), kept: a model calls with few shapes."""
+        block_t = self.block_t if self.block_t is not None else _default_block_t(T, self.use_gather)
+        n_tiles = _tiles_per_row(T, block_t, _halo(block_t, self.use_gather))
+        tiles_per_program = _program_tiles(B * C, n_tiles, self.programs_wanted)
+        if len(self._geometry) >= 256:  # a bound for callers of ever new lengths
+            self._geometry.clear()
+        self._geometry[B, C, T] = block_t, ((-(-n_tiles // tiles_per_program), C, B), n_tiles, tiles_per_program)
+        return self._geometry[B, C, T]

@@ -45,6 +45,31 @@ def test_printed_counts_are_the_recorded_ones(block_t):
         assert abs(parts["per_tile"] + parts["per_program"] / n - counted) <= 0.011, n
 
 
+@pytest.mark.slow
+def test_recorded_triton_counts_are_those_of_todays_kernels(tmp_path):
+    """The committed counts go stale when a kernel changes: counted again here (sm_90, no GPU)
+    wherever the Triton that recorded them is installed, they must be the same."""
+    import os
+    import subprocess
+    import sys
+
+    import triton
+
+    committed = recorded("triton_sass_fp32_1024.json")
+    if triton.__version__ != committed["meta"]["triton"]:
+        pytest.skip(f"counts recorded with Triton {committed['meta']['triton']}, {triton.__version__} installed")
+    out = tmp_path / "counts.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_sass.py"), "--dtype", "fp32",
+                           "--block-t", "1024", "--json", str(out)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = json.loads(out.read_text())
+    assert fresh["forward_fp32_pipe_per_output"] == committed["forward_fp32_pipe_per_output"], \
+        "regenerate benchmarks/counts/ (benchmarks/triton_sass.py --json)"
+    for name, kernel in fresh["kernels"].items():
+        assert kernel["all_per_output"] == committed["kernels"][name]["all_per_output"], name
+
+
 # (C, T) of the 22 kHz model's first stage at 256 and 2048 mel frames and its last at 2048, on a
 # 132-SM card (H100 / H200): the launcher's tile length and tiles per program, by its rules (tiles
 # of BLOCK_T - 16 outputs; 512 lanes for 8192 samples, 17 tiles where 1024 would take 9 tiles of
