@@ -256,13 +256,14 @@ def bench_forward(args) -> dict:
     f = bigvgan_fast.anti_alias.reference.default_filter("cuda", torch.float32)
     # The pair rows right after the float32 ones (same copy rate), so that a run cut short by a
     # timeout has them: [(label, x dtype, out dtype or None)].
+    pair_kinds = [(pair, DTYPES[pair.split("->")[0]], DTYPES[pair.split("->")[1]]) for pair in args.pairs]
     kinds = []
     for dtype_name in args.dtypes:
         kinds.append((dtype_name, DTYPES[dtype_name], None))
         if dtype_name == "float32":
-            kinds += [(pair, DTYPES[pair.split("->")[0]], DTYPES[pair.split("->")[1]]) for pair in args.pairs]
+            kinds += pair_kinds
     if "float32" not in args.dtypes:
-        kinds += [(pair, DTYPES[pair.split("->")[0]], DTYPES[pair.split("->")[1]]) for pair in args.pairs]
+        kinds += pair_kinds
     copies = {}
     rows = []
     for label, dtype, out_dtype in kinds:
@@ -274,7 +275,7 @@ def bench_forward(args) -> dict:
             for C, L in model_shapes(args.config, frames):
                 x, alpha, beta = make_inputs(C, L, dtype)
                 row = {"dtype": label, "frames": frames, "C": C, "L": L, "copy_gbps": copy}
-                out_size = x.element_size() if out_dtype is None else torch.tensor([], dtype=out_dtype).element_size()
+                out_size = x.element_size() if out_dtype is None else out_dtype.itemsize
                 nbytes = x.numel() * (x.element_size() + out_size)
                 providers = build_providers(args.backends, x, alpha, beta, f, out_dtype, official)
                 ops = {}

@@ -209,8 +209,6 @@ def accelerate(model: nn.Module, backend: str = "auto") -> int:
             module.backend = backend
             continue
         setattr(module, BACKEND_ATTRIBUTE, backend)
-        if not isinstance(module.__dict__.get(INFERENCE_RUNS_ATTRIBUTE), InferenceRuns):
-            setattr(module, INFERENCE_RUNS_ATTRIBUTE, InferenceRuns())
         _note_standard_taps(module)  # also forgets the inference calls chosen for the old backend
         current = module.__dict__.get("forward")
         if not (isinstance(current, functools.partial) and current.func is _fused_forward):

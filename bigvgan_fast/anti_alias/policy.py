@@ -116,7 +116,7 @@ def problem(name: str, device_type: str, dtype: torch.dtype, needs_grad: bool, f
 def out_dtype_problem(name: str, dtype: torch.dtype, out_dtype: torch.dtype | None) -> str | None:
     """Why backend ``name`` cannot write ``out_dtype`` from x of ``dtype`` (a floating dtype, None:
     ``dtype``), or None when it can. A constant to ``torch.compile``, as :func:`problem`."""
-    if out_dtype is None or out_dtype == dtype or name in ("torch", "auto"):
+    if out_dtype is None or out_dtype == dtype or name == "torch":
         return None
     if out_dtype not in FUSED_DTYPES:
         return f"the fused kernels write float32, float16 or bfloat16, not {out_dtype} (any float dtype runs on 'torch')"
